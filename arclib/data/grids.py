@@ -1,0 +1,120 @@
+"""ARC grids and the ARC task JSON format, with validation that names the file, pair and grid at fault."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MAX_SIDE = 30
+N_COLOURS = 10
+
+Grid = np.ndarray  # (h, w) int8 with values 0..9
+Pair = tuple[Grid, Grid]
+
+
+class GridError(ValueError):
+    """A grid or task file is malformed. The message names where and what."""
+
+
+def as_grid(value, where: str = "grid") -> Grid:
+    """Validate a nested list (or array) as an ARC grid: non-empty, rectangular, 1..30 per side, ints 0..9."""
+    if isinstance(value, np.ndarray):
+        rows = value.tolist()
+    else:
+        rows = value
+    if not isinstance(rows, list) or len(rows) == 0:
+        raise GridError(f"{where}: expected a non-empty list of rows, got {type(rows).__name__} {rows!r:.60}")
+    if not all(isinstance(r, list) for r in rows):
+        raise GridError(f"{where}: every row must be a list")
+    width = len(rows[0])
+    if width == 0:
+        raise GridError(f"{where}: row 0 is empty")
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise GridError(f"{where}: ragged grid, row 0 has {width} cells but row {i} has {len(r)}")
+    if len(rows) > MAX_SIDE or width > MAX_SIDE:
+        raise GridError(f"{where}: grid is {len(rows)}x{width}, larger than {MAX_SIDE}x{MAX_SIDE}")
+    for i, r in enumerate(rows):
+        for j, v in enumerate(r):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise GridError(f"{where}: cell ({i}, {j}) is {v!r}, not an integer colour")
+            if not 0 <= v < N_COLOURS:
+                raise GridError(f"{where}: cell ({i}, {j}) has colour {v}, outside 0..9")
+    return np.asarray(rows, dtype=np.int8)
+
+
+def grid_to_list(grid: Grid) -> list[list[int]]:
+    return [[int(v) for v in row] for row in np.asarray(grid)]
+
+
+@dataclass
+class Task:
+    """An ARC task: demonstration pairs ("train") and test pairs ("test")."""
+
+    task_id: str
+    train: list[Pair]
+    test: list[Pair] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            split: [{"input": grid_to_list(x), "output": grid_to_list(y)} for x, y in pairs]
+            for split, pairs in (("train", self.train), ("test", self.test))
+        }
+
+
+def parse_task(obj, task_id: str, source: str = "<memory>") -> Task:
+    """Validate an ARC task object; `source` (usually the file path) prefixes every error."""
+    if not isinstance(obj, dict):
+        raise GridError(f"{source}: top level must be an object with 'train' and 'test', got {type(obj).__name__}")
+    if "train" not in obj:
+        raise GridError(f"{source}: missing key 'train'")
+    splits = {}
+    for split in ("train", "test"):
+        pairs = obj.get(split, [])
+        if not isinstance(pairs, list):
+            raise GridError(f"{source}: '{split}' must be a list of pairs")
+        if split == "train" and not pairs:
+            raise GridError(f"{source}: 'train' has no pairs")
+        parsed = []
+        for k, pair in enumerate(pairs):
+            if not isinstance(pair, dict) or "input" not in pair or "output" not in pair:
+                raise GridError(f"{source}: {split} pair {k} must be an object with 'input' and 'output'")
+            parsed.append(tuple(as_grid(pair[g], f"{source}: {split} pair {k} {g}") for g in ("input", "output")))
+        splits[split] = parsed
+    return Task(task_id, splits["train"], splits["test"])
+
+
+def load_task(path: str | os.PathLike) -> Task:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: task file not found")
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise GridError(f"{path}: not valid JSON ({e})") from None
+    return parse_task(obj, path.stem, str(path))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a truncated file in place of a good one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_task(task: Task, path: str | os.PathLike) -> None:
+    atomic_write_text(path, json.dumps(task.to_json(), separators=(",", ":")) + "\n")
