@@ -1,0 +1,159 @@
+"""Episodes: a query example plus context pairs drawn from *other* examples of the same task.
+
+A sampler plans every episode (which examples, which augmentation) in the main process, so it knows each
+episode's exact token length and can batch episodes of similar length together; DataLoader workers then only
+build the planned episodes. Training plans are fresh each epoch (seeded by (seed, epoch)); validation plans
+are fixed for a seed and unaugmented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch.utils.data import Dataset, Sampler
+
+from arclib.data.augment import Augmentation
+from arclib.data.tokens import Episode
+
+Examples = dict[str, list[tuple[np.ndarray, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    dihedral: bool = True
+    colours: bool = True
+    context_order: bool = True
+
+    @property
+    def any(self) -> bool:
+        return self.dihedral or self.colours or self.context_order
+
+
+NO_AUGMENT = AugmentConfig(False, False, False)
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    task_id: str
+    query: int
+    context: tuple[int, ...]
+    augmentation: Augmentation
+    length: int  # source + target tokens, for length bucketing
+
+
+def _grid_len(h: int, w: int) -> int:
+    return h * (w + 1) + 1  # cells, ROW per row, one separator (or BOS/EOS)
+
+
+class EpisodePlanner:
+    """Draws episode plans over a pool of examples (task id -> list of (input, output))."""
+
+    def __init__(self, examples: Examples, n_context: int = 2):
+        for task_id, pairs in examples.items():
+            if len(pairs) < n_context + 1:
+                raise ValueError(f"task {task_id} has {len(pairs)} examples; an episode needs {n_context + 1}")
+        self.n_context = n_context
+        self.shapes = {t: np.array([(*x.shape, *y.shape) for x, y in pairs]) for t, pairs in examples.items()}
+        self.queries = [(t, i) for t in sorted(examples) for i in range(len(examples[t]))]
+
+    def plan(self, task_id: str, query: int, rng: np.random.Generator, augment: AugmentConfig) -> EpisodePlan:
+        n = len(self.shapes[task_id])
+        others = rng.choice(n - 1, size=self.n_context, replace=False)
+        context = tuple(int(i + (i >= query)) for i in others)  # skip the query itself
+        aug = Augmentation.random(rng, self.n_context, augment.dihedral, augment.colours, augment.context_order)
+        s = self.shapes[task_id]
+        length = sum(_grid_len(*s[i, :2]) + _grid_len(*s[i, 2:]) for i in (*context, query))
+        return EpisodePlan(task_id, query, context, aug, int(length))
+
+    def query_list(self, per_task: int | None = None) -> list[tuple[str, int]]:
+        return self.queries if per_task is None else [(t, i) for t, i in self.queries if i < per_task]
+
+    def plans(self, rng: np.random.Generator, augment: AugmentConfig, per_task: int | None = None) -> list[EpisodePlan]:
+        return [self.plan(t, i, rng, augment) for t, i in self.query_list(per_task)]
+
+
+class EpisodeDataset(Dataset):
+    """Map-style dataset indexed by EpisodePlan: builds (and augments) the planned episode."""
+
+    def __init__(self, examples: Examples):
+        self.examples = examples
+
+    def __getitem__(self, plan: EpisodePlan) -> Episode:
+        pairs = self.examples[plan.task_id]
+        qx, qy = pairs[plan.query]
+        ep = Episode(plan.task_id, [pairs[i] for i in plan.context], qx, qy)
+        return plan.augmentation.episode(ep)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.examples.values())
+
+
+def bucket_batches(plans: list[EpisodePlan], batch_size: int, rng: np.random.Generator | None) -> list[list]:
+    """Group plans of similar length. With rng: shuffled, sorted within chunks of 32 batches, batches shuffled."""
+    if rng is None:
+        order = sorted(range(len(plans)), key=lambda i: plans[i].length)
+    else:
+        order = list(rng.permutation(len(plans)))
+        chunk = batch_size * 32
+        order = [i for s in range(0, len(order), chunk) for i in sorted(order[s : s + chunk], key=lambda i: plans[i].length)]
+    batches = [[plans[i] for i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+class EpisodeBatchSampler(Sampler):
+    """Yields batches of EpisodePlans. Training: fresh plans per epoch; fixed plans otherwise.
+
+    Shards batches across ranks itself (Trainer(use_distributed_sampler=False)), so DDP needs no other change.
+    """
+
+    def __init__(
+        self,
+        planner: EpisodePlanner,
+        batch_size: int,
+        seed: int,
+        augment: AugmentConfig = NO_AUGMENT,
+        train: bool = True,
+        per_task: int | None = None,
+        max_batches: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.planner, self.batch_size, self.seed, self.augment = planner, batch_size, seed, augment
+        self.train, self.per_task, self.max_batches = train, per_task, max_batches
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        if not train:
+            plans = planner.plans(np.random.default_rng([seed, 1]), augment, per_task)
+            self._fixed = bucket_batches(plans, batch_size, None)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def sampler(self) -> EpisodeBatchSampler:
+        # Lightning calls set_epoch on `dataloader.batch_sampler.sampler`; pointing it here gets us the epoch.
+        return self
+
+    def _batches(self) -> list[list[EpisodePlan]]:
+        if not self.train:
+            batches = self._fixed
+        else:
+            rng = np.random.default_rng([self.seed, 0, self.epoch])
+            batches = bucket_batches(self.planner.plans(rng, self.augment, self.per_task), self.batch_size, rng)
+        if self.max_batches is not None:
+            batches = batches[: self.max_batches]
+        n = len(batches) // self.world_size * self.world_size if self.world_size > 1 else len(batches)
+        return batches[self.rank : n : self.world_size]
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        n = len(self.planner.query_list(self.per_task))
+        n_batches = -(-n // self.batch_size)
+        if self.max_batches is not None:
+            n_batches = min(n_batches, self.max_batches)
+        return n_batches // self.world_size

@@ -1,0 +1,87 @@
+"""LightningCLI for headless runs; notebooks build the very same objects through `load_experiment`.
+
+    python -m arclib fit --config configs/exp_3_champion.yaml --config configs/profiles/cpu.yaml
+
+configs/base.yaml is always read first. Its placeholders ${experiment}, ${seed}, ${monitor} and ${output_root}
+are filled in here, so every run directory and checkpoint folder is named by experiment and seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch.cli import LightningCLI
+
+from arclib.training.datamodule import ArcDataModule
+from arclib.training.module import ArcLitModule
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "configs"
+PROFILES = ("smoke", "cpu", "full")
+
+
+def default_precision() -> str:
+    # fp16 autocast on CUDA; on CPU mixed precision runs as bf16, which this kind of CPU executes ~10x slower.
+    return "16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def _fill(value, subs: dict[str, str]):
+    if isinstance(value, str):
+        for key, sub in subs.items():
+            value = value.replace("${" + key + "}", sub)
+        return value
+    if isinstance(value, list):
+        return [_fill(v, subs) for v in value]
+    if hasattr(value, "items"):  # jsonargparse Namespace or dict
+        for key, v in list(value.items()):
+            value[key] = _fill(v, subs)
+        return value
+    return value
+
+
+class ArcCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--monitor", default="val_loss", choices=["val_loss", "heldout_loss"])
+        parser.add_argument("--output_root", default=None, help="folder for checkpoints/ and runs/ (default: repo root)")
+        parser.link_arguments("seed_everything", "data.seed")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        subs = {
+            "experiment": config.model.model_name,
+            "seed": str(config.seed_everything),
+            "monitor": config.monitor,
+            "output_root": str(Path(config.output_root or REPO_ROOT).resolve()),
+        }
+        config.trainer.callbacks = _fill(config.trainer.callbacks, subs)
+        config.trainer.logger = _fill(config.trainer.logger, subs)
+        config.trainer.default_root_dir = _fill(config.trainer.default_root_dir, subs)
+        if config.trainer.precision == "auto":
+            config.trainer.precision = default_precision()
+
+
+def make_cli(args: list[str] | None = None, run: bool = True) -> ArcCLI:
+    return ArcCLI(
+        ArcLitModule,
+        ArcDataModule,
+        args=args,
+        run=run,
+        parser_kwargs={"default_config_files": [str(CONFIG_DIR / "base.yaml")]},
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def load_experiment(experiment: str, profile: str = "cpu", *overrides: str) -> ArcCLI:
+    """Trainer, model and datamodule of an experiment, from the same YAML files the CLI reads.
+
+    Returns the (not yet run) CLI: use `.trainer.fit(.model, datamodule=.datamodule)`. `overrides` are extra
+    command-line style arguments such as "--trainer.max_epochs=3".
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    path = CONFIG_DIR / f"{experiment}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("exp_*.yaml"))
+        raise FileNotFoundError(f"{path}: no such experiment config; known: {', '.join(known)}")
+    return make_cli(["--config", str(path), "--config", str(CONFIG_DIR / "profiles" / f"{profile}.yaml"), *overrides], run=False)

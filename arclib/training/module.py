@@ -1,0 +1,113 @@
+"""One LightningModule serving all five models, with the Trial 69 recipe.
+
+Validation, for each of the "val" and "heldout" sets, pooled and per task: teacher-forced loss and token
+accuracy; then, on a fixed subset, free generation scored by `arclib.evaluation.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import lightning as L
+import torch
+
+from arclib.data.tokens import PAD, Batch
+from arclib.evaluation.metrics import aggregate, grid_metrics
+from arclib.evaluation.predict import predict_grids
+from arclib.models import build_model, count_parameters
+from arclib.training.datamodule import VAL_SETS
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; raised before the optimiser step so no NaN weights are saved."""
+
+
+class ArcLitModule(L.LightningModule):
+    def __init__(
+        self,
+        model_name: str = "exp_3_champion",
+        preset: str = "matched",
+        model_overrides: dict | None = None,
+        lr: float = 0.0018498849832733245,
+        betas: tuple[float, float] = (0.95, 0.999),
+        weight_decay: float = 0.0,
+        scheduler_t0: int = 6,
+        scheduler_t_mult: int = 1,
+        eta_min: float = 1.6816632143867157e-06,
+        generate_per_task: int = 8,
+        generate_every_n_epochs: int = 1,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(model_name, preset, **(model_overrides or {}))
+        self._val_sums: dict = {}
+
+    @property
+    def n_parameters(self) -> int:
+        return count_parameters(self.model)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.model(batch)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self.model.loss(self.model(batch), batch.tgt_out)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); stopping before the weights are updated"
+            )
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=hp.scheduler_t0, T_mult=hp.scheduler_t_mult, eta_min=hp.eta_min
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # validation -----------------------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = {name: defaultdict(lambda: torch.zeros(3, dtype=torch.float64)) for name in VAL_SETS}
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        logits = self.model(batch)  # (B, T, V)
+        target = batch.tgt_out
+        real = target != PAD
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD, reduction="none")
+        correct = (logits.argmax(-1) == target) & real
+        sums = self._val_sums[VAL_SETS[dataloader_idx]]
+        for i, task_id in enumerate(batch.task_ids):  # per-task sums of (nll, correct tokens, real tokens)
+            row = torch.stack([nll[i].sum(), correct[i].sum(), real[i].sum()]).double().cpu()
+            sums[task_id] += row
+            sums["all"] += row
+
+    def on_validation_epoch_end(self) -> None:
+        for name, sums in self._val_sums.items():
+            for key, (nll, correct, count) in sums.items():
+                if count == 0:
+                    continue
+                prefix = f"{name}" if key == "all" else f"{name}/{key}"
+                sync = key == "all"
+                self.log(f"{prefix}_loss", nll / count, sync_dist=sync, prog_bar=key == "all" and name == "val")
+                self.log(f"{prefix}_token_acc", correct / count, sync_dist=sync)
+        if self.trainer.sanity_checking or self.hparams.generate_per_task <= 0:
+            return
+        if self.current_epoch % self.hparams.generate_every_n_epochs == 0:
+            self._log_generation_metrics()
+
+    def _log_generation_metrics(self) -> None:
+        datamodule = self.trainer.datamodule
+        for name in VAL_SETS:
+            episodes = datamodule.generation_episodes(name, self.hparams.generate_per_task)
+            if not episodes:
+                continue
+            preds = predict_grids(self.model, episodes)
+            rows = [(ep.task_id, grid_metrics(p, ep.query_output, ep.query_input)) for ep, (p, _) in zip(episodes, preds)]
+            for key, metrics in aggregate(rows).items():
+                prefix = name if key == "all" else f"{name}/{key}"
+                for metric, value in metrics.items():
+                    self.log(f"{prefix}_gen_{metric}", value, prog_bar=(key == "all" and metric == "exact" and name == "val"))
+
