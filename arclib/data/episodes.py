@@ -62,7 +62,7 @@ class EpisodePlanner:
         others = rng.choice(n - 1, size=self.n_context, replace=False)
         context = tuple(int(i + (i >= query)) for i in others)  # skip the query itself
         aug = Augmentation.random(rng, self.n_context, augment.dihedral, augment.colours, augment.context_order)
-        s = self.shapes[task_id]
+        s = self.shapes[task_id][:, [1, 0, 3, 2]] if aug.transposes else self.shapes[task_id]
         length = sum(_grid_len(*s[i, :2]) + _grid_len(*s[i, 2:]) for i in (*context, query))
         return EpisodePlan(task_id, query, context, aug, int(length))
 

@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+import torch
+
+from arclib.data.episodes import NO_AUGMENT, AugmentConfig, EpisodeBatchSampler, EpisodeDataset, EpisodePlanner
+from arclib.data.tokens import (
+    BOS,
+    EOS,
+    PAD,
+    ROW,
+    Episode,
+    collate,
+    decoder_positions,
+    grid_tokens,
+    tokens_to_grid,
+)
+
+
+def make_examples(n_tasks=3, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for t in range(n_tasks):
+        pairs = []
+        for i in range(n):
+            h, w = rng.integers(1, 6, 2)
+            x = rng.integers(0, 10, (h, w)).astype(np.int8)
+            x[0, 0] = i % 10  # ties each example to its index for the tests below
+            pairs.append((x, np.flipud(x).copy()))
+        out[f"task{t}"] = pairs
+    return out
+
+
+def test_query_never_in_its_own_context():
+    ex = make_examples()
+    planner = EpisodePlanner(ex, n_context=2)
+    for seed in range(20):
+        for plan in planner.plans(np.random.default_rng(seed), AugmentConfig()):
+            assert plan.query not in plan.context and len(set(plan.context)) == 2
+
+
+def test_context_from_same_task_and_dataset_builds_planned_episode():
+    ex = make_examples()
+    planner = EpisodePlanner(ex)
+    plan = planner.plan("task1", 3, np.random.default_rng(0), NO_AUGMENT)
+    ep = EpisodeDataset(ex)[plan]
+    assert ep.task_id == "task1" and np.array_equal(ep.query_input, ex["task1"][3][0])
+    assert all(np.array_equal(c[0], ex["task1"][i][0]) for c, i in zip(ep.context, plan.context))
+
+
+def test_planned_length_matches_tokens():
+    ex = make_examples()
+    planner = EpisodePlanner(ex)
+    for plan in planner.plans(np.random.default_rng(1), AugmentConfig())[:20]:
+        ep = EpisodeDataset(ex)[plan]
+        b = collate([ep])
+        assert plan.length == int(b.src_mask.sum()) + int((b.tgt_out != PAD).sum())
+
+
+def test_too_few_examples_is_a_clear_error():
+    with pytest.raises(ValueError, match="needs 3"):
+        EpisodePlanner({"t": make_examples(1, 2)["task0"]})
+
+
+def test_training_fresh_each_epoch_validation_fixed():
+    planner = EpisodePlanner(make_examples())
+    train = EpisodeBatchSampler(planner, 4, seed=1, augment=AugmentConfig(), train=True)
+    first = list(train)
+    train.set_epoch(0)
+    assert list(train) == first  # deterministic for (seed, epoch)
+    train.set_epoch(1)
+    assert list(train) != first
+    val = EpisodeBatchSampler(planner, 4, seed=1, train=False)
+    assert list(val) == list(val) == list(EpisodeBatchSampler(planner, 4, seed=1, train=False))
+    assert all(p.augmentation.dihedral == 0 for b in val for p in b)
+
+
+def test_ranks_shard_disjoint_batches():
+    planner = EpisodePlanner(make_examples())
+    shards = [list(EpisodeBatchSampler(planner, 4, seed=1, rank=r, world_size=2)) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == len(EpisodeBatchSampler(planner, 4, seed=1, rank=0, world_size=2))
+    keys = [{(p.task_id, p.query) for b in s for p in b} for s in shards]
+    assert not keys[0] & keys[1]
+
+
+def test_bucketing_reduces_padding():
+    planner = EpisodePlanner(make_examples(3, 200))
+    bucketed = EpisodeBatchSampler(planner, 16, seed=0)
+
+    def waste(batches):
+        return 1 - sum(p.length for b in batches for p in b) / sum(max(p.length for p in b) * len(b) for b in batches)
+
+    rng = np.random.default_rng(0)
+    plans = planner.plans(rng, NO_AUGMENT)
+    random_batches = [plans[i : i + 16] for i in range(0, len(plans), 16)]
+    assert waste(list(bucketed)) < 0.5 * waste(random_batches)
+
+
+def test_grid_tokens_round_trip_and_positions():
+    g = np.arange(21, dtype=np.int8).reshape(3, 7) % 10
+    tokens, rows, cols = grid_tokens(g)
+    assert len(tokens) == 3 * 8 and (tokens[7::8] == ROW).all()
+    assert np.array_equal(tokens_to_grid(list(tokens) + [EOS]), g)
+    assert rows.max() == 2 and cols[tokens != ROW].max() == 6
+    assert tokens_to_grid([1, 2, ROW, 3, ROW, EOS]) is None  # ragged
+    assert tokens_to_grid([EOS]) is None
+
+
+def test_decoder_positions_follow_row_ends_for_any_width():
+    g = np.arange(21, dtype=np.int8).reshape(3, 7) % 10
+    tokens = torch.tensor([[BOS, *grid_tokens(g)[0]]])
+    row, col = decoder_positions(tokens)
+    # position t predicts grid token t: rows 0..2 and cols 0..6 for cells, col 7 for each ROW
+    _, rows, cols = grid_tokens(g)
+    assert row[0, :-1].tolist() == rows.tolist() and col[0, :-1].tolist() == cols.tolist()
+    assert (row[0, -1].item(), col[0, -1].item()) == (3, 0)  # after the last ROW: where EOS goes
+
+
+def test_collate_targets_start_with_bos_and_end_with_eos():
+    ep = Episode("t", [(np.ones((1, 1), np.int8), np.ones((1, 1), np.int8))] * 2, np.zeros((1, 1), np.int8), np.full((1, 1), 4, np.int8))
+    b = collate([ep])
+    assert b.tgt_in[0].tolist() == [BOS, 4, ROW] and b.tgt_out[0].tolist() == [4, ROW, EOS]
+    assert b.pair.shape[:2] == (1, 2) and b.src_mask.all()
