@@ -120,3 +120,13 @@ def test_collate_targets_start_with_bos_and_end_with_eos():
     b = collate([ep])
     assert b.tgt_in[0].tolist() == [BOS, 4, ROW] and b.tgt_out[0].tolist() == [4, ROW, EOS]
     assert b.pair.shape[:2] == (1, 2) and b.src_mask.all()
+
+
+def test_task_statistics():
+    from arclib.data.stats import format_statistics, task_statistics
+
+    ex = {"t": [(np.zeros((2, 3), np.int8), np.ones((4, 3), np.int8)), (np.zeros((5, 1), np.int8), np.zeros((5, 1), np.int8))]}
+    (row,) = task_statistics(ex)
+    assert row["input_h"] == (2, 5) and row["output_h"] == (4, 5) and row["shape_changes"] == 0.5
+    assert row["colour_share"][0] == pytest.approx((6 + 5 + 5) / 28) and row["colour_share"].sum() == pytest.approx(1)
+    assert "t" in format_statistics([row])
