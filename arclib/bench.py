@@ -1,0 +1,137 @@
+"""Throughput benchmark of each experiment at its configured size.
+
+    python -m arclib bench [--quick] [--profile cpu] [--out checkpoints/bench.json]
+
+Per experiment: steady-state training throughput (episodes/s, real tokens/s, after warm-up), achieved model
+FLOP/s (counted by torch's FlopCounterMode on one training step) beside this machine's measured fp32 matmul
+FLOP/s, generation throughput (grids/s), the fraction of padded token slots per batch, and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from arclib.data.grids import atomic_write_text
+from arclib.data.tokens import PAD, Batch
+from arclib.evaluation.predict import predict_grids
+from arclib.models import MODEL_NAMES, count_parameters
+from arclib.training.cli import REPO_ROOT, load_experiment
+
+
+def matmul_peak_flops(n: int = 1024, repeats: int = 20) -> float:
+    """Measured fp32 matmul FLOP/s of this machine (best of a few timed runs)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return 2 * n**3 / best
+
+
+def padding_fraction(model_name: str, batch: Batch) -> float:
+    """Padded share of the token slots this model actually computes on."""
+    tgt = (batch.tgt_out != PAD).sum().item(), batch.tgt_out.numel()
+    if model_name == "exp_3_champion":
+        parts = [(batch.pair_mask.sum().item(), batch.pair_mask.numel()), (batch.query_mask.sum().item(), batch.query_mask.numel()), tgt]
+    else:
+        parts = [(batch.src_mask.sum().item(), batch.src_mask.numel()), tgt]
+    real, slots = (sum(p) for p in zip(*parts))
+    return 1 - real / slots
+
+
+def real_tokens(batch: Batch) -> int:
+    return int(batch.src_mask.sum() + (batch.tgt_out != PAD).sum())
+
+
+def bench_experiment(name: str, profile: str, warmup: int, steps: int, gen_episodes: int) -> dict:
+    exp = load_experiment(name, profile, "--trainer.logger=false", "--data.num_workers=0")
+    module, datamodule = exp.model, exp.datamodule
+    datamodule.setup("fit")
+    model = module.model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=module.hparams.lr, betas=tuple(module.hparams.betas))
+    batches = []
+    for batch in datamodule.train_dataloader():
+        batches.append(batch)
+        if len(batches) == warmup + steps:
+            break
+
+    def step(batch: Batch) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss(model(batch), batch.tgt_out)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    for batch in batches[:warmup]:
+        step(batch)
+    with FlopCounterMode(display=False) as counter:
+        step(batches[warmup])
+    flops_per_token = counter.get_total_flops() / real_tokens(batches[warmup])
+    start = time.perf_counter()
+    for batch in batches[warmup:]:
+        step(batch)
+    seconds = time.perf_counter() - start
+    measured = batches[warmup:]
+    episodes = sum(len(b) for b in measured)
+    tokens = sum(real_tokens(b) for b in measured)
+    episodes_gen = datamodule.generation_episodes("heldout", max(1, gen_episodes // 14))[:gen_episodes]
+    start = time.perf_counter()
+    predict_grids(model, episodes_gen)
+    gen_seconds = time.perf_counter() - start
+    return {
+        "experiment": name,
+        "parameters": count_parameters(model),
+        "train_episodes_per_s": episodes / seconds,
+        "train_tokens_per_s": tokens / seconds,
+        "seconds_per_step": seconds / len(measured),
+        "model_flops_per_s": flops_per_token * tokens / seconds,
+        "padding_fraction": sum(padding_fraction(name, b) for b in measured) / len(measured),
+        "generation_grids_per_s": len(episodes_gen) / gen_seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def format_table(rows: list[dict], peak: float) -> str:
+    lines = [
+        f"machine fp32 matmul peak (measured): {peak / 1e9:.1f} GFLOP/s, torch threads {torch.get_num_threads()}",
+        f"{'experiment':24} {'params':>9} {'ep/s':>7} {'tok/s':>8} {'s/step':>7} {'GFLOP/s':>8} {'%peak':>6} {'pad':>6} {'gen/s':>7} {'RSS MB':>7}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['experiment']:24} {r['parameters']:>9,} {r['train_episodes_per_s']:>7.1f} {r['train_tokens_per_s']:>8.0f} "
+            f"{r['seconds_per_step']:>7.2f} {r['model_flops_per_s'] / 1e9:>8.2f} {r['model_flops_per_s'] / peak:>6.1%} "
+            f"{r['padding_fraction']:>6.1%} {r['generation_grids_per_s']:>7.1f} {r['peak_rss_mb']:>7.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m arclib bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer steps: all five in under 3 minutes on 2 cores")
+    parser.add_argument("--profile", default="cpu", help="config profile giving model sizes and data (default cpu)")
+    parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--out", default=str(REPO_ROOT / "checkpoints" / "bench.json"))
+    args = parser.parse_args(argv)
+    warmup, steps, gen = (1, 3, 16) if args.quick else (2, 10, 64)
+    torch.manual_seed(0)
+    peak = matmul_peak_flops()
+    rows = []
+    for name in args.experiments:
+        print(f"[bench] {name} ...", flush=True)
+        rows.append(bench_experiment(name, args.profile, warmup, steps, gen))
+    table = format_table(rows, peak)
+    print(table)
+    result = {"machine_matmul_flops_per_s": peak, "quick": args.quick, "profile": args.profile, "rows": rows}
+    atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
