@@ -1,0 +1,46 @@
+"""Plots of data statistics and of the 2D positions the models compute."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from arclib.data.tokens import BOS, decoder_positions, grid_tokens
+
+
+def plot_task_statistics(rows: list[dict]):
+    """Left: colour share per task (tasks x colours). Right: mean cells per example."""
+    tasks = [r["task"] for r in rows]
+    share = np.stack([r["colour_share"] for r in rows])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.35 * len(rows) + 1.5), gridspec_kw={"width_ratios": [3, 2]})
+    im = ax1.imshow(share, cmap="viridis", aspect="auto")
+    ax1.set(xticks=range(10), yticks=range(len(tasks)), yticklabels=tasks, xlabel="colour", title="colour share")
+    fig.colorbar(im, ax=ax1, fraction=0.04)
+    ax2.barh(tasks, [r["mean_cells"] for r in rows], color="#0074D9")
+    ax2.invert_yaxis()
+    ax2.set(xlabel="mean cells per example (input + output)", title="grid sizes")
+    fig.tight_layout()
+    return fig
+
+
+def plot_grid_positions(height: int = 3, width: int = 7):
+    """The (row, col) each token of an h x w grid gets: in the encoder, and as the decoder writes it."""
+    grid = np.zeros((height, width), dtype=np.int8)
+    tokens, rows, cols = grid_tokens(grid)
+    dec_row, dec_col = decoder_positions(torch.tensor([[BOS, *tokens]]))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 1.2 * height + 2))
+    for ax, values, title in [
+        (axes[0, 0], rows, "encoder row"),
+        (axes[0, 1], cols, "encoder col (ROW token at col = width)"),
+        (axes[1, 0], dec_row[0, :-1].numpy(), "decoder row, from ROW tokens written"),
+        (axes[1, 1], dec_col[0, :-1].numpy(), "decoder col, from ROW tokens written"),
+    ]:
+        table = values.reshape(height, width + 1)
+        ax.imshow(table, cmap="Blues")
+        for (i, j), v in np.ndenumerate(table):
+            ax.text(j, i, int(v), ha="center", va="center")
+        ax.set(title=title, xticks=[], yticks=[])
+    fig.suptitle(f"2D positions of a {height}x{width} grid (last column: the ROW token)")
+    fig.tight_layout()
+    return fig
