@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from arclib.data.augment import Augmentation
-from arclib.data.tokens import Episode
+from arclib.data.tokens import Episode, episode_length
 from arclib.evaluation.arc_score import MAX_ATTEMPTS
 from arclib.evaluation.predict import predict_grids
 
@@ -47,9 +47,20 @@ class VoteResult:
         return [self.identity[0]]
 
 
-def model_predictor(model, batch_size: int = 32) -> Predictor:
-    """The usual predictor: greedy free generation by `model` (see `predict_grids`)."""
-    return partial(predict_grids, model, batch_size=batch_size)
+def model_predictor(model, batch_size: int = 32, progress: bool = False) -> Predictor:
+    """Greedy free generation by `model` (see `predict_grids`), batch by batch with an optional progress bar."""
+
+    def predict(episodes: list[Episode]) -> list[Prediction]:
+        # Sort by length here rather than inside predict_grids, so each batch holds similar lengths.
+        order = sorted(range(len(episodes)), key=lambda i: episode_length(episodes[i]))
+        results: list = [None] * len(episodes)
+        for s in tqdm(range(0, len(order), batch_size), desc="predicting", disable=not progress, leave=False):
+            idx = order[s : s + batch_size]
+            for i, pred in zip(idx, predict_grids(model, [episodes[i] for i in idx], batch_size)):
+                results[i] = pred
+        return results
+
+    return predict
 
 
 def view_augmentations(n_views: int, n_context: int, rng: np.random.Generator) -> list[Augmentation]:
@@ -82,7 +93,10 @@ def predict_with_voting(
     All views of all episodes go through a single predictor call, so batches fill up with similar lengths.
     Episode i's views are drawn from the seed (seed, i): results do not depend on the other episodes.
     """
-    views = [view_augmentations(n_views, len(ep.context), np.random.default_rng([seed, i])) for i, ep in enumerate(episodes)]
+    views = [
+        view_augmentations(n_views, len(ep.context), np.random.default_rng([seed, i]))
+        for i, ep in enumerate(episodes)
+    ]
     flat = [aug.episode(ep) for ep, augs in zip(episodes, views) for aug in augs]
     preds = predictor(flat)
     if len(preds) != len(flat):

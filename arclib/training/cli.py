@@ -43,6 +43,7 @@ def _fill(value, subs: dict[str, str]):
 class ArcCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--monitor", default="val_loss", choices=["val_loss", "heldout_loss"])
+        parser.add_argument("--checkpoint_every_n_steps", type=int, default=50, help="mid-epoch last.ckpt interval")
         parser.add_argument("--output_root", default=None, help="folder for checkpoints/ and runs/ (default: repo root)")
         parser.link_arguments("seed_everything", "data.seed")
 
@@ -55,6 +56,9 @@ class ArcCLI(LightningCLI):
             "output_root": str(Path(config.output_root or REPO_ROOT).resolve()),
         }
         config.trainer.callbacks = _fill(config.trainer.callbacks, subs)
+        for callback in config.trainer.callbacks or []:
+            if callback.init_args.get("every_n_train_steps"):
+                callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
         config.trainer.logger = _fill(config.trainer.logger, subs)
         config.trainer.default_root_dir = _fill(config.trainer.default_root_dir, subs)
         if config.trainer.precision == "auto":

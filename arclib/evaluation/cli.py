@@ -1,0 +1,258 @@
+"""`python -m arclib evaluate`: ARC-style scoring of a checkpoint, with augmentation voting and optional TTT.
+
+    python -m arclib evaluate --checkpoint PATH --tasks real18 [--views 8] [--ttt --ttt-steps 300]
+
+Task sets (--tasks):
+  real18    the real ARC-AGI-1 pairs of the 18 tasks: real demos as context, each real test input as a query
+  val       generated examples of the 4 validation tasks (data/tasks): each example a query with 2 other
+            examples as context, drawn with a fixed seed exactly as training-time validation draws them
+  heldout   the same over data/heldout (fresh examples of the 14 training tasks)
+  IDS       comma-separated ARC-AGI-1 ids (training or evaluation set): real demos as context
+
+Context: the models were trained with 2 context pairs but accept any number, so real tasks show *all* their
+demos by default; `--context 2` shows the first 2 only. Generated sets use `--context` (default 2) examples.
+
+Each test output is scored twice: without voting (the identity view's greedy answer as the single attempt)
+and with voting over --views augmented views (the two most voted grids as the two attempts). The headline
+`pass2` of the JSON is the voting one; with --views 1 the two coincide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from arclib.data.arc import ARC_DATASET, load_arc_task
+from arclib.data.episodes import NO_AUGMENT, EpisodeDataset, EpisodePlanner
+from arclib.data.generate import DATA_DIR, load_examples
+from arclib.data.grids import atomic_write_text, grid_to_list
+from arclib.data.split import task_split
+from arclib.data.tasks import TASK_IDS
+from arclib.data.tokens import Episode
+from arclib.evaluation.arc_score import overall_score, score_output, task_scores
+from arclib.evaluation.ttt import TTTConfig, inputs_only, ttt_predict
+from arclib.evaluation.voting import VoteResult, model_predictor, predict_with_voting
+
+Pair = tuple[np.ndarray, np.ndarray]
+GENERATED_SETS = ("val", "heldout")
+EPISODE_SEED = 307  # the training-time validation seed, so "val" episodes match those the training logged
+ARC_ID = re.compile(r"^[0-9a-f]{8}$")
+
+
+class EvaluationError(Exception):
+    """A user-facing problem (bad checkpoint, unknown task, missing data): printed, exit code 2."""
+
+
+@dataclass
+class Problem:
+    """What a solver is shown (demos, test inputs) plus the test outputs, which only the scorer reads."""
+
+    task_id: str
+    demos: list[Pair]
+    test_inputs: list[np.ndarray]
+    test_outputs: list[np.ndarray]
+
+
+def real_problems(task_ids: list[str], limit_per_task: int | None) -> list[Problem]:
+    problems = []
+    for task_id in task_ids:
+        try:
+            task = load_arc_task(task_id)
+        except KeyError as e:
+            raise EvaluationError(e.args[0]) from None
+        tests = task.test[:limit_per_task]
+        problems.append(Problem(task_id, list(task.train), inputs_only(tests), [y for _, y in tests]))
+    return problems
+
+
+def generated_problems(
+    name: str, data_dir: Path, n_context: int, limit_per_task: int | None
+) -> list[Problem]:
+    """One problem per generated example: the example is the query, `n_context` other examples the demos."""
+    split = task_split()
+    ids, folder = (split["val"], "tasks") if name == "val" else (split["train"], "heldout")
+    try:
+        examples = load_examples(data_dir / folder, ids)
+    except FileNotFoundError as e:
+        raise EvaluationError(str(e)) from None
+    plans = EpisodePlanner(examples, n_context).plans(
+        np.random.default_rng([EPISODE_SEED, 1]), NO_AUGMENT, limit_per_task
+    )
+    dataset = EpisodeDataset(examples)
+    episodes = [dataset[plan] for plan in plans]
+    return [Problem(ep.task_id, ep.context, [ep.query_input], [ep.query_output]) for ep in episodes]
+
+
+def load_problems(
+    spec: str, data_dir: Path, context: int | None, limit_per_task: int | None
+) -> list[Problem]:
+    if spec == "real18":
+        return real_problems(sorted(TASK_IDS), limit_per_task)
+    if spec in GENERATED_SETS:
+        return generated_problems(spec, data_dir, context or 2, limit_per_task)
+    ids = [t.strip() for t in spec.split(",") if t.strip()]
+    bad = [t for t in ids if not ARC_ID.match(t)]
+    if not ids or bad:
+        raise EvaluationError(
+            f"--tasks {spec!r}: expected real18, val, heldout or comma-separated 8-hex-digit ARC ids (bad: {bad})"
+        )
+    return real_problems(ids, limit_per_task)
+
+
+def load_model(checkpoint: Path, device: str) -> tuple[torch.nn.Module, dict]:
+    """The network of a Lightning checkpoint of ArcLitModule and its hyperparameters."""
+    from arclib.training.module import ArcLitModule
+
+    if not checkpoint.is_file():
+        raise EvaluationError(f"checkpoint not found: {checkpoint}")
+    try:
+        module = ArcLitModule.load_from_checkpoint(checkpoint, map_location=device)
+    except Exception as e:  # pickle, zip, key and shape errors all mean the same thing to the user
+        raise EvaluationError(f"cannot load checkpoint {checkpoint}: {type(e).__name__}: {e}") from None
+    model = module.model.to(device).eval()
+    return model, dict(module.hparams)
+
+
+def ttt_config(args) -> TTTConfig:
+    return TTTConfig(steps=args.ttt_steps, lr=args.ttt_lr, batch_size=args.ttt_batch_size, seed=args.seed)
+
+
+def predict_problems(model, problems: list[Problem], args) -> list[VoteResult]:
+    """Vote results for every test input, in problem order."""
+    if args.ttt:
+        config = ttt_config(args)
+        results = []
+        for p in tqdm(problems, desc="TTT per problem"):
+            results += ttt_predict(
+                model,
+                p.task_id,
+                p.demos,
+                p.test_inputs,
+                config,
+                args.views,
+                args.context,
+                args.seed,
+                args.batch_size,
+            )
+        return results
+    shown = slice(None) if args.context is None else slice(args.context)
+    episodes = [Episode(p.task_id, p.demos[shown], x) for p in problems for x in p.test_inputs]
+    return predict_with_voting(
+        model_predictor(model, args.batch_size, progress=True), episodes, args.views, args.seed
+    )
+
+
+def score(problems: list[Problem], results: list[VoteResult]) -> tuple[dict, list[dict]]:
+    targets = [(p.task_id, x, y) for p in problems for x, y in zip(p.test_inputs, p.test_outputs)]
+    plain = [score_output(t, r.identity_attempts, y, x) for (t, x, y), r in zip(targets, results)]
+    voted = [score_output(t, r.voted_attempts, y, x) for (t, x, y), r in zip(targets, results)]
+    per_task = {"no_voting": task_scores(plain), "voting": task_scores(voted)}
+    outputs = [
+        {
+            "task_id": t,
+            "pass2_no_voting": a.pass2,
+            "pass2_voting": b.pass2,
+            "attempts_voting": [grid_to_list(g) for g in r.voted_attempts],
+            "votes": [c.votes for c in r.candidates[:2]],
+        }
+        for (t, _, _), a, b, r in zip(targets, plain, voted, results)
+    ]
+    return per_task, outputs
+
+
+def format_table(per_task: dict) -> str:
+    plain, voted = per_task["no_voting"], per_task["voting"]
+    header = f"{'task':<10} {'n':>3} {'top1':>6} {'pass@2':>6} {'shape':>6} {'cell':>6} | {'top1 v':>6} {'pass@2 v':>8}"
+    lines = [header, "-" * len(header)]
+
+    def row(name, a, b):
+        return (
+            f"{name:<10} {a['n']:>3} {a['top1']:>6.3f} {a['pass2']:>6.3f} {a['shape']:>6.3f} {a['cell']:>6.3f} | "
+            f"{b['top1']:>6.3f} {b['pass2']:>8.3f}"
+        )
+
+    lines += [row(t, plain[t], voted[t]) for t in plain]
+    all_plain, all_voted = overall_score(plain), overall_score(voted)
+    lines += ["-" * len(header), row("mean/task", all_plain | {"n": all_plain["n_outputs"]}, all_voted)]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m arclib evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="Lightning checkpoint of ArcLitModule")
+    p.add_argument("--tasks", default="real18", help="real18 | val | heldout | comma-separated ARC-AGI-1 ids")
+    p.add_argument("--views", type=int, default=8, help="augmented views for voting (1 = identity only)")
+    p.add_argument(
+        "--context", type=int, default=None, help="context pairs shown (default: all real demos; 2 generated)"
+    )
+    p.add_argument(
+        "--limit-per-task", type=int, default=None, help="at most K test outputs (queries) per task"
+    )
+    p.add_argument("--ttt", action="store_true", help="test-time training on each task's demos first")
+    p.add_argument("--ttt-steps", type=int, default=TTTConfig.steps)
+    p.add_argument("--ttt-lr", type=float, default=TTTConfig.lr)
+    p.add_argument("--ttt-batch-size", type=int, default=TTTConfig.batch_size)
+    p.add_argument("--batch-size", type=int, default=32, help="episodes per generation batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the voting views and TTT sampling")
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="data folder for val / heldout")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", type=Path, default=None, help="JSON summary path")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse has printed usage; return its code instead of exiting
+        return int(e.code or 0)
+    for name in ("views", "context", "limit_per_task", "ttt_steps", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "ttt_steps" else 1):
+            print(f"error: --{name.replace('_', '-')} must be positive, got {value}", file=sys.stderr)
+            return 2
+    try:
+        problems = load_problems(args.tasks, args.data_dir, args.context, args.limit_per_task)
+        model, hparams = load_model(args.checkpoint, args.device)
+    except EvaluationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    results = predict_problems(model, problems, args)
+    per_task, outputs = score(problems, results)
+    seconds = time.perf_counter() - start
+    print(format_table(per_task))
+    overall = {k: overall_score(v) for k, v in per_task.items()}
+    print(
+        f"pass@2 (mean over {overall['voting']['n_tasks']} tasks): {overall['voting']['pass2']:.3f} with voting "
+        f"({args.views} views), {overall['no_voting']['pass2']:.3f} without; {seconds:.1f}s"
+    )
+    if args.out is not None:
+        summary = {
+            "pass2": overall["voting"]["pass2"],
+            "pass2_no_voting": overall["no_voting"]["pass2"],
+            "arc_dataset": ARC_DATASET,
+            "checkpoint": str(args.checkpoint.resolve()),
+            "model": {"name": hparams.get("model_name"), "preset": hparams.get("preset")},
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"}
+            | {"ttt_config": asdict(ttt_config(args)) if args.ttt else None},
+            "seconds": round(seconds, 2),
+            "overall": overall,
+            "per_task": per_task,
+            "outputs": outputs,
+        }
+        atomic_write_text(args.out, json.dumps(summary, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0

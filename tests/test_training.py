@@ -1,0 +1,178 @@
+"""Training: the Trial 69 recipe, CLI and notebook paths, resume, DDP, crash safety, determinism, bad input."""
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from arclib.models import MODEL_NAMES
+from arclib.training import load_checkpoint, load_experiment
+from arclib.training.checkpoints import AtomicCheckpointIO
+from arclib.training.module import NonFiniteLossError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, **popen):
+    cmd = [
+        sys.executable, "-m", "arclib", "fit",
+        "--config", f"configs/{experiment}.yaml", "--config", "configs/profiles/smoke.yaml",
+        "--output_root", str(tmp_path), "--trainer.enable_progress_bar=false", *extra,
+    ]  # fmt: skip
+    if popen:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if check:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    with open(next(run_dir.rglob("metrics.csv"))) as f:
+        return list(csv.DictReader(f))
+
+
+def test_trial69_recipe_from_the_configs(tmp_path):
+    exp = load_experiment("exp_3_champion", "full", "--output_root", str(tmp_path))
+    trainer, module = exp.trainer, exp.model
+    optimizer_config = module.configure_optimizers()
+    opt, sched = optimizer_config["optimizer"], optimizer_config["lr_scheduler"]["scheduler"]
+    assert type(opt) is torch.optim.Adam
+    group = opt.param_groups[0]
+    assert group["lr"] == 0.0018498849832733245 and group["betas"] == (0.95, 0.999) and group["weight_decay"] == 0
+    assert type(sched) is torch.optim.lr_scheduler.CosineAnnealingWarmRestarts
+    assert (sched.T_0, sched.T_mult, sched.eta_min) == (6, 1, 1.6816632143867157e-06)
+    assert trainer.gradient_clip_val == 1.0 and trainer.max_epochs == 100
+    assert exp.datamodule.hparams.batch_size == 32 and exp.datamodule.hparams.seed == 307
+    callbacks = {type(c): c for c in trainer.callbacks}
+    stop = callbacks[EarlyStopping]
+    assert stop.patience == 7 and stop.monitor == "val_loss"
+    best = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.save_top_k == 3)
+    assert best.monitor == "val_loss" and best.save_last and best.dirpath == str(tmp_path / "checkpoints/exp_3_champion")
+    assert callbacks[LearningRateMonitor].logging_interval == "epoch"
+    assert {type(lg) for lg in trainer.loggers} == {TensorBoardLogger, CSVLogger}
+    assert all("exp_3_champion/seed_307" in lg.log_dir for lg in trainer.loggers)
+    assert trainer.precision == ("16-mixed" if torch.cuda.is_available() else "32-true")
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_monitor_can_be_the_heldout_loss(tmp_path):
+    exp = load_experiment("exp_0_encoder_decoder", "smoke", "--monitor", "heldout_loss", "--output_root", str(tmp_path))
+    monitored = [c.monitor for c in exp.trainer.callbacks if isinstance(c, (EarlyStopping, ModelCheckpoint)) and c.monitor]
+    assert monitored == ["heldout_loss", "heldout_loss"]
+
+
+@pytest.mark.parametrize("experiment", MODEL_NAMES)
+def test_every_experiment_trains_from_the_cli(tmp_path, experiment):
+    fit_cli(tmp_path, experiment)
+    ckpts = sorted(p.name for p in (tmp_path / "checkpoints" / experiment).glob("*.ckpt"))
+    assert "last.ckpt" in ckpts
+    assert any(n.startswith(f"{experiment}-epoch=01-val_loss=") for n in ckpts), ckpts
+    rows = metrics_rows(tmp_path / "runs" / experiment / "seed_307")
+    val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
+    assert len(val) == 2 and all(math.isfinite(v) for v in val)
+    columns = set(rows[0])
+    for name in ("heldout_loss", "val_gen_exact", "heldout_gen_shape", "val/a9f96cdd_loss", "lr-Adam"):
+        assert name in columns, name
+    assert (tmp_path / "runs" / experiment / "seed_307" / "version_0").is_dir()
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    fit_cli(tmp_path, "exp_1_grid2d", "--trainer.max_epochs=1")
+    last = tmp_path / "checkpoints/exp_1_grid2d/last.ckpt"
+    step = load_checkpoint(last)["global_step"]
+    assert step > 0
+    fit_cli(tmp_path, "exp_1_grid2d", "--trainer.max_epochs=2", "--ckpt_path", "last")
+    resumed = load_checkpoint(last)
+    assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * step
+
+
+def test_kill_mid_epoch_then_resume(tmp_path):
+    """SIGKILL a real training process mid-epoch; resume from last.ckpt; nothing saved before the kill is lost."""
+    args = ("--checkpoint_every_n_steps=2", "--trainer.max_epochs=4", "--data.train_per_task=12")
+    proc = fit_cli(tmp_path, "exp_0_encoder_decoder", *args, popen={"start_new_session": True})
+    ckpt_dir = tmp_path / "checkpoints/exp_0_encoder_decoder"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (ckpt_dir / "last.ckpt").exists() and load_checkpoint(ckpt_dir / "last.ckpt")["global_step"] >= 4:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be killed:\n" + proc.stdout.read()[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = {p.name: p.read_bytes() for p in ckpt_dir.glob("*.ckpt")}
+    killed_at = load_checkpoint(ckpt_dir / "last.ckpt")["global_step"]
+    for name in saved:  # every file on disk is complete and loads
+        load_checkpoint(ckpt_dir / name)
+    fit_cli(tmp_path, "exp_0_encoder_decoder", *args, "--ckpt_path", "last")
+    final = load_checkpoint(ckpt_dir / "last.ckpt")
+    assert final["global_step"] > killed_at and final["epoch"] == 3
+    assert any(n != "last.ckpt" for n in saved)  # the epoch checkpoint written before the kill...
+    for name, data in saved.items():  # ...was never rewritten by the resumed run unless it replaced it whole
+        if name != "last.ckpt" and (ckpt_dir / name).exists():
+            assert (ckpt_dir / name).read_bytes() == data
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    out = fit_cli(
+        tmp_path, "exp_2_perminv", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+        "--trainer.max_epochs=1",
+    )  # fmt: skip
+    assert "distributed_backend=gloo" in out.stdout + out.stderr
+    assert (tmp_path / "checkpoints/exp_2_perminv/last.ckpt").exists()
+
+
+def test_same_seed_same_metrics(tmp_path):
+    def run(folder):
+        exp = load_experiment("exp_3_champion", "smoke", "--output_root", str(tmp_path / folder), "--trainer.logger=false")
+        exp.trainer.fit(exp.model, datamodule=exp.datamodule)
+        return {k: float(v) for k, v in exp.trainer.callback_metrics.items()}
+
+    first, second = run("a"), run("b")
+    assert first == second and "val_loss" in first
+
+
+def test_non_finite_loss_stops_training_naming_the_step(tmp_path):
+    exp = load_experiment("exp_0_encoder_decoder", "smoke", "--output_root", str(tmp_path), "--trainer.logger=false")
+    model = exp.model.model
+    original = model.forward
+    calls = {"n": 0}
+
+    def poisoned(batch):
+        calls["n"] += 1
+        logits = original(batch)
+        return logits * float("nan") if calls["n"] >= 3 else logits
+
+    model.forward = poisoned
+    exp.model.hparams.generate_per_task = 0
+    with pytest.raises(NonFiniteLossError, match="global step"):
+        exp.trainer.fit(exp.model, datamodule=exp.datamodule)
+    for ckpt in (tmp_path / "checkpoints").rglob("*.ckpt"):
+        state = load_checkpoint(ckpt)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.model_name", "exp_9_nonsense"], "exp_9_nonsense"),
+        (["--data.split", "bogus"], "unknown split strategy"),
+        (["--data.data_dir", "/nonexistent/arc"], "/nonexistent/arc"),
+        (["--model.preset", "huge"], "huge"),
+        (["--data.batch_size", "many"], "batch_size"),
+    ],
+)
+def test_bad_config_values_get_clear_errors(tmp_path, args, message):
+    out = fit_cli(tmp_path, "exp_3_champion", *args, check=False)
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+    assert not list((tmp_path / "checkpoints").rglob("*.ckpt"))
