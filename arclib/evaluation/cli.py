@@ -130,19 +130,12 @@ def predict_problems(model, problems: list[Problem], args) -> list[VoteResult]:
     """Vote results for every test input, in problem order."""
     if args.ttt:
         config = ttt_config(args)
+        options = dict(
+            n_views=args.views, context=args.context, vote_seed=args.seed, batch_size=args.batch_size
+        )
         results = []
         for p in tqdm(problems, desc="TTT per problem"):
-            results += ttt_predict(
-                model,
-                p.task_id,
-                p.demos,
-                p.test_inputs,
-                config,
-                args.views,
-                args.context,
-                args.seed,
-                args.batch_size,
-            )
+            results += ttt_predict(model, p.task_id, p.demos, p.test_inputs, config, **options)
         return results
     shown = slice(None) if args.context is None else slice(args.context)
     episodes = [Episode(p.task_id, p.demos[shown], x) for p in problems for x in p.test_inputs]

@@ -77,7 +77,7 @@ def ttt_fine_tune(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tuned.parameters(), config.grad_clip)
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     tuned.eval()
     return tuned, losses
 

@@ -1,0 +1,94 @@
+"""The five models of the ablation, by name, at three sizes.
+
+Presets: "matched" (every model within 3% of the champion's ~1.6M parameters; the champion is Trial 69's
+d_model 160, 4 heads, d_ff 640, 1 encoder and 3 decoder layers), "seed" (the decoder-only baseline at
+~530K), "tiny" (tens of thousands of parameters, no dropout: tests and smoke runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch.nn as nn
+
+from arclib.models.base import ArcModel
+from arclib.models.champion import Champion, ChampionConfig
+from arclib.models.decoder_only import DecoderOnly, DecoderOnlyConfig
+from arclib.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
+
+MODEL_NAMES = ("exp_-1_decoder_only", "exp_0_encoder_decoder", "exp_1_grid2d", "exp_2_perminv", "exp_3_champion")
+CHAMPION = "exp_3_champion"
+
+_TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0)
+
+# name -> (model class, {preset: config})
+_REGISTRY: dict[str, tuple[type[ArcModel], dict]] = {
+    "exp_-1_decoder_only": (
+        DecoderOnly,
+        {
+            "matched": DecoderOnlyConfig(),
+            "seed": DecoderOnlyConfig(d_model=128, n_heads=4, n_layers=3, d_ff=424, dropout=0.1),
+            "tiny": DecoderOnlyConfig(n_layers=2, **_TINY),
+        },
+    ),
+    "exp_0_encoder_decoder": (
+        EncoderDecoder,
+        {"matched": EncoderDecoderConfig(), "tiny": EncoderDecoderConfig(n_dec_layers=1, **_TINY)},
+    ),
+    "exp_1_grid2d": (
+        EncoderDecoder,
+        {
+            "matched": EncoderDecoderConfig(grid2d=True),
+            "tiny": EncoderDecoderConfig(n_dec_layers=1, grid2d=True, **_TINY),
+        },
+    ),
+    "exp_2_perminv": (
+        EncoderDecoder,
+        {
+            "matched": EncoderDecoderConfig(grid2d=True, perm_inv=True),
+            "tiny": EncoderDecoderConfig(n_dec_layers=1, grid2d=True, perm_inv=True, **_TINY),
+        },
+    ),
+    "exp_3_champion": (Champion, {"matched": ChampionConfig(), "tiny": ChampionConfig(n_dec_layers=1, **_TINY)}),
+}
+
+
+def build_model(name: str, preset: str = "matched", **overrides) -> ArcModel:
+    """A freshly initialised model; `overrides` replace config fields (e.g. dropout=0.0)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
+    cls, presets = _REGISTRY[name]
+    if preset not in presets:
+        raise ValueError(f"model {name!r} has no preset {preset!r}; it has {tuple(presets)}")
+    return cls(replace(presets[preset], **overrides))
+
+
+def presets(name: str) -> tuple[str, ...]:
+    return tuple(_REGISTRY[name][1])
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def parameter_table() -> str:
+    """Parameters of every non-tiny preset, and their ratio to the matched champion."""
+    champion = count_parameters(build_model(CHAMPION))
+    lines = [f"{'model':<24}{'preset':<9}{'params':>11}{'ratio':>8}"]
+    for name in MODEL_NAMES:
+        for preset in presets(name):
+            if preset == "tiny":
+                continue
+            n = count_parameters(build_model(name, preset))
+            lines.append(f"{name:<24}{preset:<9}{n:>11,}{n / champion:>8.3f}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "MODEL_NAMES",
+    "ArcModel",
+    "build_model",
+    "count_parameters",
+    "parameter_table",
+    "presets",
+]

@@ -46,7 +46,11 @@ PredictionRow = tuple  # (input, target, prediction or None[, title])
 def new_figure(nrows: int, ncols: int, panel_inches: float = PANEL_INCHES) -> tuple[Figure, np.ndarray]:
     """A figure of nrows x ncols panels (axes always 2-D), closed in pyplot so nothing displays it implicitly."""
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(panel_inches * ncols, panel_inches * nrows + 0.4), squeeze=False, layout="constrained"
+        nrows,
+        ncols,
+        figsize=(panel_inches * ncols, panel_inches * nrows + 0.4),
+        squeeze=False,
+        layout="constrained",
     )
     plt.close(fig)
     return fig, axes
@@ -86,13 +90,25 @@ def _cell_borders(ax: Axes, h: int, w: int) -> None:
 def draw_message(ax: Axes, message: str, title: str | None = None, alert: bool = True) -> None:
     """An empty panel that says `message` (a missing grid, a shape mismatch)."""
     colour = ALERT_COLOUR if alert else "black"
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color=colour, fontsize=10, wrap=True)
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        color=colour,
+        fontsize=10,
+        wrap=True,
+    )
     _frame(ax, colour if alert else BORDER_COLOUR, 2.5 if alert else 1.0)
     if title:
         ax.set_title(title, fontsize=9, color=colour)
 
 
-def plot_task(task_or_pairs: Task | Sequence[tuple[np.ndarray, np.ndarray]], title: str | None = None) -> Figure:
+def plot_task(
+    task_or_pairs: Task | Sequence[tuple[np.ndarray, np.ndarray]], title: str | None = None
+) -> Figure:
     """All pairs of a task (a Task shows its demos then its tests) in two rows: inputs over outputs."""
     if isinstance(task_or_pairs, Task):
         labelled = [(f"demo {k}", p) for k, p in enumerate(task_or_pairs.train)]
@@ -133,7 +149,7 @@ def wrong_cells(prediction: np.ndarray | None, target: np.ndarray) -> np.ndarray
 
 
 def prediction_status(prediction: np.ndarray | None, target: np.ndarray) -> str:
-    """"exact match", "wrong: k cells", "shape mismatch 3x4 vs target 3x3" or "no valid grid"."""
+    """ "exact match", "wrong: k cells", "shape mismatch 3x4 vs target 3x3" or "no valid grid"."""
     if prediction is None:
         return "no valid grid"
     mask = wrong_cells(prediction, target)
@@ -143,7 +159,9 @@ def prediction_status(prediction: np.ndarray | None, target: np.ndarray) -> str:
     return "exact match" if k == 0 else f"wrong: {k} cell{'s' if k > 1 else ''}"
 
 
-def draw_prediction_row(axes: Sequence[Axes], query_input, target, prediction, label: str | None = None) -> None:
+def draw_prediction_row(
+    axes: Sequence[Axes], query_input, target, prediction, label: str | None = None
+) -> None:
     """Four panels: input, target, prediction and the wrong-cell mask (or a message saying why there is none)."""
     target = np.asarray(target)
     draw_grid(axes[0], query_input, f"{label}\ninput" if label else "input")
@@ -159,11 +177,15 @@ def draw_prediction_row(axes: Sequence[Axes], query_input, target, prediction, l
         mismatch = f"SHAPE MISMATCH {size_label(prediction)} vs target {size_label(target)}"
         axes[2].set_title(mismatch, fontsize=9, color=ALERT_COLOUR, fontweight="bold")
         _frame(axes[2], ALERT_COLOUR, 3.0)
-        draw_message(axes[3], f"shape mismatch\n{size_label(prediction)} vs {size_label(target)}", "wrong cells")
+        draw_message(
+            axes[3], f"shape mismatch\n{size_label(prediction)} vs {size_label(target)}", "wrong cells"
+        )
         return
     draw_grid(axes[2], prediction, "prediction")
     h, w = mask.shape
-    axes[3].imshow(mask.astype(np.int8), cmap=MASK_CMAP, norm=MASK_NORM, interpolation="nearest", origin="upper")
+    axes[3].imshow(
+        mask.astype(np.int8), cmap=MASK_CMAP, norm=MASK_NORM, interpolation="nearest", origin="upper"
+    )
     _cell_borders(axes[3], h, w)
     status = prediction_status(prediction, target)
     _frame(axes[3], ALERT_COLOUR if mask.any() else BORDER_COLOUR, 2.0 if mask.any() else 1.0)

@@ -42,27 +42,40 @@ def sample_input(rng: np.random.Generator, widen: float) -> np.ndarray:
     h, w = (int(v) for v in rng.integers(lo, hi + 1, size=2))
     r0, r1 = _line_pair(rng, h)
     c0, c1 = _line_pair(rng, w)
-    colours = rng.choice(np.arange(1, 10), size=4, replace=False)
-    side = ("top", "bottom", "left", "right")[int(rng.integers(4))]
-    dot_colour = colours[("top", "bottom", "left", "right").index(side)]
+    top, bottom, left, right = (int(c) for c in rng.choice(np.arange(1, 10), size=4, replace=False))
+    dot_colour = (top, bottom, left, right)[int(rng.integers(4))]
 
     # Real dots cover 4-10% of the cells, inside and outside the frame, never on a line.
     density = rng.uniform(0.04, 0.11 + 0.05 * widen)
     while True:
         grid = np.where(rng.random((h, w)) < density, dot_colour, 0).astype(np.int8)
-        grid[[r0, r1], :] = colours[:2, None]
-        grid[:, [c0, c1]] = colours[2:]
         # Verticals usually cover the crossings (3 of 4 real tasks); sometimes a horizontal line does.
-        for r in (r0, r1):
-            if rng.random() < 0.25:
-                grid[r, :] = grid[r, c0 - 1 if c0 else c0 + 1] if False else colours[0 if r == r0 else 1]
-        if _valid(grid, r0, r1, c0, c1, side, dot_colour):
+        over = rng.random() < 0.25
+        if over:
+            grid[:, [c0, c1]] = left, right
+        grid[r0, :], grid[r1, :] = top, bottom
+        if not over:
+            grid[:, [c0, c1]] = left, right
+        if _informative(grid, (r0, r1), (c0, c1)):
             return grid
 
 
 def _line_pair(rng: np.random.Generator, n: int) -> tuple[int, int]:
-    """Two line positions at least 5 apart (a real frame's interior is at least 4 cells), off the border."""
+    """Two line positions at least 5 apart (a real frame's interior is at least 4 cells), rarely on the border."""
     while True:
         a, b = sorted(int(v) for v in rng.integers(0, n, size=2))
         if b - a >= 5 and (a > 0 or rng.random() < 0.2) and (b < n - 1 or rng.random() < 0.2):
             return a, b
+
+
+def _informative(grid: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> bool:
+    """Only the lines are full, and the rays add at least three cells, as in every real pair."""
+    full_rows = np.flatnonzero((grid != 0).all(axis=1))
+    full_cols = np.flatnonzero((grid != 0).all(axis=0))
+    if tuple(full_rows) != rows or tuple(full_cols) != cols:
+        return False
+    inside = grid[rows[0] + 1 : rows[1], cols[0] + 1 : cols[1]]
+    if not inside.any():
+        return False
+    crop = grid[rows[0] : rows[1] + 1, cols[0] : cols[1] + 1]
+    return int((solve(grid) != crop).sum()) >= 3

@@ -1,0 +1,267 @@
+"""An ipywidgets browser: pick a split, task, example and checkpoint, press Predict, see the generated grid.
+
+Plain ipywidgets 8 (Dropdown, IntSlider, Button, HTML, Output), so it runs in JupyterLab with no extension
+build. The widgets only call methods (`select`, `episode`, `predict`) that tests drive without a browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import ipywidgets as widgets
+import numpy as np
+from IPython.display import display
+from matplotlib.figure import Figure
+
+from arclib.data.arc import load_arc_task
+from arclib.data.generate import DATA_DIR, load_examples
+from arclib.data.split import task_split
+from arclib.data.tasks import TASK_IDS
+from arclib.data.tokens import Episode
+from arclib.evaluation.predict import predict_grids
+from arclib.viz.grids import plot_episode, plot_prediction, prediction_status
+
+REAL_ARC = "real ARC"
+SPLITS = ("train", "val", "heldout", REAL_ARC)
+IN_MEMORY = "(in memory)"
+CHECKPOINT_DIR = DATA_DIR.parent / "checkpoints"
+
+Pairs = list[tuple[np.ndarray, np.ndarray]]
+
+
+def context_indices(n_examples: int, query: int, n_context: int, seed: int) -> list[int]:
+    """n_context distinct examples other than `query`, the same for every call with (query, seed)."""
+    if n_examples < n_context + 1:
+        raise ValueError(f"{n_examples} examples; an episode needs {n_context} context pairs plus the query")
+    rng = np.random.default_rng([seed, query])
+    others = rng.choice(n_examples - 1, size=n_context, replace=False)
+    return [int(i + (i >= query)) for i in others]  # shift past the query so it is never its own context
+
+
+def load_checkpoint_model(path: str | Path):
+    """The network inside a Lightning checkpoint of ArcLitModule, on the CPU."""
+    # Imported here so the browser works with in-memory models before (or without) the models package.
+    from arclib.training.module import ArcLitModule
+
+    return ArcLitModule.load_from_checkpoint(path, map_location="cpu").model
+
+
+def _set_options(dropdown: widgets.Dropdown, options: list[str]) -> None:
+    """New options, keeping the current choice if it is still offered, else the first (ipywidgets leaves None)."""
+    current = dropdown.value
+    dropdown.options = options
+    dropdown.value = current if current in options else (options[0] if options else None)
+
+
+@dataclass
+class PredictionResult:
+    episode: Episode
+    prediction: np.ndarray | None
+    logprob: float
+    status: str  # "exact match", "wrong: k cells", "shape mismatch ...", "no valid grid"
+
+
+class TaskBrowser:
+    """Browse episodes and predictions. `models` ({name: network}) adds in-memory models to the experiments;
+    `examples` ({split: {task_id: pairs}}) replaces the data files of those splits (tests, smoke notebooks).
+
+    Generated splits: the query is example `index`, its context `n_context` other examples of the task chosen
+    by (seed, index). Real ARC: the context is the task's first `n_context` demos, the query its test pair `index`.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = DATA_DIR,
+        checkpoint_dir: str | Path = CHECKPOINT_DIR,
+        models: dict | None = None,
+        examples: dict[str, dict[str, Pairs]] | None = None,
+        split_strategy: str = "seed",
+        n_context: int = 2,
+        seed: int = 0,
+    ):
+        self.data_dir = Path(data_dir)
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.models = dict(models or {})
+        self.injected = examples or {}
+        self.split_ids = task_split(split_strategy)
+        self.n_context, self.seed = n_context, seed
+        self._pairs_cache: dict[tuple[str, str], Pairs] = {}
+        self._model_cache: dict[Path, object] = {}
+        self.last_result: PredictionResult | None = None
+        self.last_figure: Figure | None = None
+
+        self.split = widgets.Dropdown(options=SPLITS, value=SPLITS[0], description="split")
+        self.task = widgets.Dropdown(description="task")
+        self.index = widgets.IntSlider(min=0, max=0, description="example", continuous_update=False)
+        self.experiment = widgets.Dropdown(description="experiment")
+        self.checkpoint = widgets.Dropdown(description="checkpoint", layout=widgets.Layout(width="28em"))
+        self.button = widgets.Button(description="Predict", button_style="primary", icon="play")
+        self.status = widgets.HTML()
+        self.output = widgets.Output()
+        self.output.add_class("arclib-prediction")
+
+        self.split.observe(lambda _: self._fill_tasks(), names="value")
+        self.task.observe(lambda _: self._fill_indices(), names="value")
+        self.experiment.observe(lambda _: self._fill_checkpoints(), names="value")
+        self.button.on_click(self._on_click)
+        self._fill_tasks()
+        self.refresh_experiments()
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.split, self.task, self.index]),
+                widgets.HBox([self.experiment, self.checkpoint, self.button]),
+                self.status,
+                self.output,
+            ]
+        )
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # data ------------------------------------------------------------------------------------------------
+
+    def task_ids(self, split: str) -> list[str]:
+        if split in self.injected:
+            return sorted(self.injected[split])
+        if split == REAL_ARC:
+            return sorted(TASK_IDS)
+        return list(self.split_ids["train" if split == "heldout" else split])
+
+    def pairs(self, split: str, task_id: str) -> Pairs:
+        """The task's examples in a generated split (loaded once), or a real task's test pairs."""
+        key = (split, task_id)
+        if key not in self._pairs_cache:
+            if split in self.injected:
+                self._pairs_cache[key] = self.injected[split][task_id]
+            elif split == REAL_ARC:
+                self._pairs_cache[key] = load_arc_task(task_id).test
+            else:
+                folder = self.data_dir / ("heldout" if split == "heldout" else "tasks")
+                self._pairs_cache[key] = load_examples(folder, [task_id])[task_id]
+        return self._pairs_cache[key]
+
+    def episode(self) -> Episode:
+        split, task_id, index = self.split.value, self.task.value, self.index.value
+        if split == REAL_ARC and split not in self.injected:
+            task = load_arc_task(task_id)
+            x, y = task.test[index]
+            return Episode(task_id, task.train[: self.n_context], x, y)
+        pairs = self.pairs(split, task_id)
+        context = context_indices(len(pairs), index, self.n_context, self.seed)
+        x, y = pairs[index]
+        return Episode(task_id, [pairs[i] for i in context], x, y)
+
+    # models ----------------------------------------------------------------------------------------------
+
+    def experiments(self) -> list[str]:
+        """In-memory models, then the folders of checkpoint_dir that hold .ckpt files."""
+        on_disk = []
+        if self.checkpoint_dir.is_dir():
+            on_disk = sorted(
+                p.name for p in self.checkpoint_dir.iterdir() if p.is_dir() and any(p.glob("*.ckpt"))
+            )
+        return list(self.models) + [e for e in on_disk if e not in self.models]
+
+    def checkpoints(self, experiment: str | None) -> list[str]:
+        if experiment is None:
+            return []
+        if experiment in self.models:
+            return [IN_MEMORY]
+        names = sorted(p.name for p in (self.checkpoint_dir / experiment).glob("*.ckpt"))
+        return sorted(names, key=lambda n: n != "last.ckpt")  # last.ckpt first, the rest by name
+
+    def model(self):
+        experiment, checkpoint = self.experiment.value, self.checkpoint.value
+        if experiment is None or checkpoint is None:
+            raise RuntimeError(
+                f"no model: no experiment with checkpoints in {self.checkpoint_dir} and none in memory"
+            )
+        if experiment in self.models:
+            return self.models[experiment]
+        path = self.checkpoint_dir / experiment / checkpoint
+        if path not in self._model_cache:
+            self._model_cache[path] = load_checkpoint_model(path)
+        return self._model_cache[path]
+
+    # widget state ----------------------------------------------------------------------------------------
+
+    def refresh_experiments(self) -> None:
+        """Re-read checkpoint_dir and `models` (after training wrote new checkpoints)."""
+        _set_options(self.experiment, self.experiments())
+        self._fill_checkpoints()
+
+    def _fill_tasks(self) -> None:
+        _set_options(self.task, self.task_ids(self.split.value))
+        self._fill_indices()
+
+    def _fill_indices(self) -> None:
+        if self.task.value is None:
+            return
+        try:
+            n = len(self.pairs(self.split.value, self.task.value))
+        except FileNotFoundError as e:  # data not generated yet: say so instead of failing in a callback
+            self._show_status(str(e), "#D00000")
+            n = 1
+        else:
+            self.status.value = ""
+        self.index.value = min(self.index.value, n - 1)
+        self.index.max = n - 1
+
+    def _fill_checkpoints(self) -> None:
+        _set_options(self.checkpoint, self.checkpoints(self.experiment.value))
+
+    def select(
+        self,
+        split: str | None = None,
+        task: str | None = None,
+        index: int | None = None,
+        experiment: str | None = None,
+        checkpoint: str | None = None,
+    ) -> TaskBrowser:
+        """Set any of the dropdowns/slider as a user would (in dependency order); unknown values raise."""
+        for widget, value in (
+            (self.split, split),
+            (self.task, task),
+            (self.experiment, experiment),
+            (self.checkpoint, checkpoint),
+        ):
+            if value is not None:
+                if value not in widget.options:
+                    raise ValueError(f"{widget.description} {value!r} is not one of {list(widget.options)}")
+                widget.value = value
+        if index is not None:
+            if not 0 <= index <= self.index.max:
+                raise ValueError(f"example {index} out of range 0..{self.index.max}")
+            self.index.value = index
+        return self
+
+    # prediction ------------------------------------------------------------------------------------------
+
+    def predict(self) -> PredictionResult:
+        """Generate the query output with the chosen model and draw it (with the episode) in the output area."""
+        episode = self.episode()
+        ((grid, logprob),) = predict_grids(self.model(), [episode])
+        status = prediction_status(grid, episode.query_output)
+        self.last_result = PredictionResult(episode, grid, logprob, status)
+        where = f"{self.split.value} {episode.task_id} #{self.index.value}"
+        title = f"{where}: {self.experiment.value} / {self.checkpoint.value}"
+        self.last_figure = plot_prediction(episode.query_input, episode.query_output, grid, title)
+        colour = "green" if status == "exact match" else "#D00000"
+        self._show_status(f"{status}   (log-probability {logprob:.2f})", colour)
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(self.last_figure)
+            display(plot_episode(episode, f"the episode: {where}"))
+        return self.last_result
+
+    def _show_status(self, text: str, colour: str) -> None:
+        self.status.value = f'<b style="color:{colour}">{escape(text)}</b>'
+
+    def _on_click(self, _button) -> None:
+        # A button callback's exception would only reach the kernel log; show it where the user is looking.
+        try:
+            self.predict()
+        except Exception as e:
+            self._show_status(f"{type(e).__name__}: {e}", "#D00000")

@@ -1,0 +1,143 @@
+"""A real browser: JupyterLab served on a free loopback port, driven by headless Chromium through Playwright.
+
+Opens a training notebook and the analysis notebook (copies, so the committed notebooks stay stripped), runs
+all cells in smoke mode, checks that the live plot and the task browser render, then uses the browser widget
+(change the task, press Predict) and checks that the prediction appears. Screenshots go to
+test-artifacts/ when something fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]  # fmt: skip
+TOKEN = "arclib-browser-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: `apt-get install chromium` (.ci/run does this)")
+    root = tmp_path_factory.mktemp("lab")
+    for name in ("07_exp_3_champion.ipynb", "08_analysis.ipynb"):
+        shutil.copy(ROOT / "notebooks" / name, root / name)
+    env = dict(os.environ, ARCLIB_SMOKE="1")
+    for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        env[var] = str(tmp_path_factory.mktemp(var.lower()))
+    settings = Path(sys.prefix) / "share/jupyter/lab/settings"
+    settings.mkdir(parents=True, exist_ok=True)
+    overrides = settings / "overrides.json"  # silences the news toast that covers the page
+    if not overrides.exists():
+        overrides.write_text(json.dumps({"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}))
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+            "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+        ],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("JupyterLab did not start")
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(240_000)
+        yield page
+        browser.close()
+
+
+def run_all(page, lab, notebook: str) -> None:
+    page.goto(f"{lab}/lab/tree/{notebook}?token={TOKEN}")
+    page.wait_for_selector("text=Python 3 (ipykernel) | Idle")  # the kernel is really connected
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+
+
+def wait_until_done(page) -> None:
+    """Every code cell has an execution count and none shows an error."""
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }""",
+        timeout=300_000,
+    )
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, errors.first.inner_text()[:2000]
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_training_notebook_runs_and_draws_live_curves(lab, page):
+    try:
+        run_all(page, lab, "07_exp_3_champion.ipynb")
+        wait_until_done(page)
+        page.locator(".arclib-live-plot img").first.wait_for()
+        assert page.locator(".jp-OutputArea-output img").count() >= 3  # live curves + two galleries
+    except Exception:
+        shot(page, "training_notebook_failure")
+        raise
+
+
+def test_analysis_notebook_task_browser_predicts(lab, page):
+    try:
+        run_all(page, lab, "08_analysis.ipynb")
+        wait_until_done(page)
+        browser = page.locator(".arclib-task-browser").first
+        browser.wait_for()
+        task = browser.locator("select").nth(1)
+        options = task.locator("option").all_inner_texts()
+        assert len(options) >= 2
+        task.select_option(label=options[1])
+        browser.get_by_role("button", name="Predict").click()
+        result = browser.locator(".arclib-prediction img").first
+        result.wait_for()
+        status = browser.locator(".arclib-status").inner_text()
+        assert options[1] in status and any(s in status for s in ("exact match", "wrong", "shape mismatch", "no valid"))
+    except Exception:
+        shot(page, "analysis_notebook_failure")
+        raise

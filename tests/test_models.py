@@ -1,0 +1,319 @@
+"""The five models: masks, caches, invariances, sizes, and that each can learn a few episodes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from arclib.data import tokens as tk
+from arclib.data.tokens import Episode, collate
+from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_table
+from arclib.models.champion import task_code
+from arclib.models.layers import ColourCanon, Grid2D, RoPE
+
+ATOL = 1e-5
+
+
+def grid(rng, h, w, colours=range(10)):
+    return rng.choice(np.asarray(list(colours)), size=(h, w)).astype(np.int8)
+
+
+def episode(rng, n_pairs=2, side=(2, 4), colours=range(10), task_id="t"):
+    def g():
+        return grid(rng, *rng.integers(side[0], side[1] + 1, size=2), colours)
+
+    return Episode(task_id, [(g(), g()) for _ in range(n_pairs)], g(), g())
+
+
+def tiny(name, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return build_model(name, "tiny", **overrides).eval()
+
+
+def with_tgt_in(batch, tgt_in):
+    return replace(batch, tgt_in=tgt_in)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+# masks and caches ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_causality(name, rng):
+    model = tiny(name)
+    batch = collate([episode(rng, side=(3, 4)) for _ in range(2)])
+    k = 5
+    changed = batch.tgt_in.clone()
+    changed[:, k] = torch.where(changed[:, k] == tk.ROW, 0, tk.ROW)
+    with torch.no_grad():
+        a, b = model(batch), model(with_tgt_in(batch, changed))
+    torch.testing.assert_close(a[:, :k], b[:, :k], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[:, k:], b[:, k:], atol=1e-4)  # the change is seen from position k on
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_padding_invariance(name, rng):
+    model = tiny(name)
+    short = episode(rng, n_pairs=2, side=(1, 3))
+    long = episode(rng, n_pairs=4, side=(6, 9))  # more pairs, longer grids, longer target
+    alone = collate([short])
+    T = alone.tgt_in.shape[1]
+    with torch.no_grad():
+        ref = model(alone)[0]
+        for batch, i in ((collate([short, long]), 0), (collate([long, short]), 1)):
+            assert batch.src.shape[1] > alone.src.shape[1] and batch.tgt_in.shape[1] > T
+            torch.testing.assert_close(model(batch)[i, :T], ref, atol=ATOL, rtol=0)
+        tokens, logprob = model.generate(alone, max_len=10)
+        tokens_b, logprob_b = model.generate(collate([long, short]), max_len=10)
+    assert torch.equal(tokens_b[1, : tokens.shape[1]], tokens[0])
+    torch.testing.assert_close(logprob_b[1], logprob[0], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_batch_independence(name, rng):
+    model = tiny(name)
+    first = episode(rng, side=(3, 3))
+    other = episode(rng, side=(3, 3))
+    other2 = Episode("t", [(9 - x, 9 - y) for x, y in other.context], 9 - other.query_input, 9 - other.query_output)
+    with torch.no_grad():
+        a, b = model(collate([first, other])), model(collate([first, other2]))
+    torch.testing.assert_close(a[0], b[0], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[1], b[1], atol=1e-4)
+
+
+def check_generation_matches_teacher_forcing(model, batch, max_len):
+    """Greedy KV-cache tokens equal the teacher-forced argmax on those tokens up to and including EOS (except
+    where the 30-cell cap forced ROW/EOS), PAD follows EOS, and the summed log-probability is the teacher-forced
+    one. Returns the tokens."""
+    tokens, logprob = model.generate(batch, max_len=max_len)
+    B, n = tokens.shape
+    tgt_in = torch.cat([torch.full((B, 1), tk.BOS), tokens[:, :-1]], 1)
+    with torch.no_grad():
+        lp = model(with_tgt_in(batch, tgt_in)).log_softmax(-1)  # (B, n, V)
+    is_eos = (tokens == tk.EOS).long()
+    after_eos = is_eos.cumsum(1) - is_eos > 0
+    live = ~after_eos
+    row, col = tk.decoder_positions(tgt_in)
+    free = live & (row < tk.MAX_SIDE) & (col < tk.MAX_SIDE)
+    assert torch.equal(lp.argmax(-1)[free], tokens[free])
+    assert (tokens[after_eos] == tk.PAD).all()
+    chosen = lp.gather(2, tokens[..., None]).squeeze(2)
+    torch.testing.assert_close(logprob, (chosen * live).sum(1), atol=1e-4, rtol=0)
+    return tokens
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_generate_matches_teacher_forcing(name, rng):
+    # Random weights rarely choose EOS; the overfit test covers stopping, this one long cached sequences.
+    model = tiny(name)
+    tokens = check_generation_matches_teacher_forcing(model, collate([episode(rng) for _ in range(4)]), max_len=40)
+    assert tokens.shape == (4, 40)
+
+
+@pytest.mark.parametrize("name", ["exp_-1_decoder_only", "exp_3_champion"])
+def test_generation_capped_at_30x30(name, rng):
+    model = tiny(name)
+    with torch.no_grad():
+        model.head.bias[0] = 100.0  # always colour 0: only the caps can end rows and the grid
+    tokens, logprob = model.generate(collate([episode(rng)]))
+    assert tokens.shape[1] == 30 * 31 + 1 and tokens[0, -1] == tk.EOS
+    assert np.array_equal(tk.tokens_to_grid(tokens[0]), np.zeros((30, 30), np.int8))
+    assert logprob[0] < -100  # the forced ROW and EOS tokens were unlikely, and count
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_one_by_one_output_has_finite_loss(name, rng):
+    model = tiny(name).train()
+    ep = episode(rng)
+    ep.query_output = np.array([[7]], np.int8)
+    batch = collate([ep])
+    assert batch.tgt_in.tolist() == [[tk.BOS, 7, tk.ROW]] and batch.tgt_out.tolist() == [[7, tk.ROW, tk.EOS]]
+    loss = model.loss(model(batch), batch.tgt_out)
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# sizes --------------------------------------------------------------------------------------------------
+
+
+def test_parameter_counts():
+    counts = {name: count_parameters(build_model(name)) for name in MODEL_NAMES}
+    champion = counts["exp_3_champion"]
+    assert 1.5e6 < champion < 1.9e6
+    for name, n in counts.items():
+        assert abs(n / champion - 1) < 0.03, (name, n, champion)
+    assert abs(count_parameters(build_model("exp_-1_decoder_only", "seed")) / 530e3 - 1) < 0.03
+    for name in MODEL_NAMES:
+        assert 1e4 < count_parameters(build_model(name, "tiny")) < 1e5
+    table = parameter_table()
+    assert all(name in table for name in MODEL_NAMES) and "seed" in table
+
+
+def test_config_overrides_and_errors():
+    model = build_model("exp_3_champion", "tiny", dropout=0.25, d_model=48)
+    assert model.config.dropout == 0.25 and model.config.d_model == 48 and model.config.perm_inv
+    with pytest.raises(ValueError):
+        build_model("exp_9")
+    with pytest.raises(ValueError):
+        build_model("exp_0_encoder_decoder", "seed")
+
+
+# learning -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_overfits_four_episodes(name, rng):
+    # Output = input rotated: every output colour occurs in the source, which PermInv needs to name it.
+    def pair(h, w):
+        x = grid(rng, h, w)
+        return x, np.rot90(x).copy()
+
+    episodes = [Episode("t", [pair(3, 3), pair(3, 3)], *pair(*hw)) for hw in ((3, 3), (2, 3), (3, 2), (3, 3))]
+    batch = collate(episodes)
+    torch.manual_seed(0)
+    model = build_model(name, "tiny", d_model=48).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(300):
+        loss = model.loss(model(batch), batch.tgt_out)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
+    model.eval()
+    tokens = check_generation_matches_teacher_forcing(model, batch, max_len=tk.MAX_TARGET_LEN)
+    assert (tokens == tk.PAD).any()  # outputs of different sizes: the shorter ones stopped and padded
+    for row, ep in zip(tokens, episodes):
+        assert np.array_equal(tk.tokens_to_grid(row), ep.query_output)
+
+
+# invariances --------------------------------------------------------------------------------------------
+
+
+def permute_colours(ep: Episode, perm: np.ndarray) -> Episode:
+    def p(g):
+        return perm[g].astype(np.int8)
+
+    return Episode(ep.task_id, [(p(x), p(y)) for x, y in ep.context], p(ep.query_input), p(ep.query_output))
+
+
+@pytest.mark.parametrize("name", ["exp_2_perminv", "exp_3_champion", "exp_1_grid2d"])
+def test_colour_permutation_equivariance(name, rng):
+    model = tiny(name)
+    perm = np.concatenate([[0], rng.permutation(np.arange(1, 10))])  # perm[c]: the new label of colour c
+    # Colours 6..9 are absent from the source and appear in the target: the "novel" path is exercised too.
+    ep = episode(rng, side=(3, 4), colours=range(6))
+    ep.query_output = grid(rng, 3, 3, colours=range(10))
+    ep2 = permute_colours(ep, perm)
+    vocab_perm = torch.as_tensor(np.concatenate([perm, np.arange(10, tk.VOCAB_SIZE)]))
+    with torch.no_grad():
+        lp = model(collate([ep])).log_softmax(-1)
+        lp2 = model(collate([ep2])).log_softmax(-1)
+    equivariant = torch.allclose(lp2[..., vocab_perm], lp, atol=ATOL)
+    assert equivariant == (name != "exp_1_grid2d")  # the control model without PermInv must fail
+
+    # Generation: with every colour in the source (no tied novel colours), grids map through the permutation.
+    full = episode(rng, side=(4, 5))
+    full.query_input[0, :9] = np.arange(1, 10)[: full.query_input.shape[1]]
+    full.context[0][0][0, :] = np.arange(1, 10)[: full.context[0][0].shape[1]]
+    full.context[0][1][:] = 9 - full.context[0][1]
+    full.context[1][0].flat[:9] = np.arange(1, 10)[: full.context[1][0].size]
+    tokens, logprob = model.generate(collate([full]), max_len=20)
+    tokens2, logprob2 = model.generate(collate([permute_colours(full, perm)]), max_len=20)
+    if name != "exp_1_grid2d":
+        assert torch.equal(tokens2, vocab_perm[tokens])
+        torch.testing.assert_close(logprob2, logprob, atol=1e-4, rtol=0)
+
+
+def test_colour_canon_labels():
+    # query: 5 first, then 3; source counts: 7 four times, 2 twice; 8 absent.
+    query = torch.tensor([[tk.SEP_IN, 0, 5, 3, tk.ROW]])
+    src = torch.tensor([[tk.SEP_IN, 2, 7, 7, 7, 7, 2, tk.ROW, tk.SEP_IN, 0, 5, 3, tk.ROW, tk.PAD]])
+    canon = ColourCanon(src, query)
+    lut = canon.lut[0].tolist()
+    assert (lut[5], lut[3], lut[7], lut[2]) == (1, 2, 3, 4)
+    assert lut[0] == 0 and lut[10:] == list(range(10, tk.VOCAB_SIZE))
+    assert all(lut[c] == 5 for c in (1, 4, 6, 8, 9))  # unseen: the shared novel label k + 1
+    logits = torch.randn(1, tk.VOCAB_SIZE)
+    back = canon.logits_back(logits)[0]
+    assert back[5] == logits[0, 1] and back[2] == logits[0, 4]
+    torch.testing.assert_close(back[8], logits[0, 5] - np.log(5))
+    # the unseen colours together carry exactly the novel label's probability mass
+    torch.testing.assert_close(back[[1, 4, 6, 8, 9]].logsumexp(0), logits[0, 5])
+
+
+def test_champion_pair_order_invariance(rng):
+    model = tiny("exp_3_champion")
+    colours = range(5)
+    ep = episode(rng, n_pairs=3, side=(2, 4), colours=colours)
+    ep.query_input = np.arange(5, dtype=np.int8).reshape(1, 5)  # every colour in the query input
+    reordered = Episode("t", [ep.context[i] for i in (2, 0, 1)], ep.query_input, ep.query_output)
+    with torch.no_grad():
+        a, b = model(collate([ep])), model(collate([reordered]))
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+        ga, gb = model.generate(collate([ep]), max_len=12), model.generate(collate([reordered]), max_len=12)
+        assert torch.equal(ga[0], gb[0])
+        control = tiny("exp_2_perminv")  # reads the pairs in order, with 1D positions
+        assert not torch.allclose(control(collate([ep])), control(collate([reordered])), atol=1e-4)
+
+
+def test_task_code_aggregator():
+    torch.manual_seed(0)
+    states = torch.randn(2, 3, 5, 4)
+    mask = torch.tensor([[[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0] * 5], [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1] * 5]]).bool()
+    code = task_code(states, mask)
+    expected0 = (states[0, 0, :3].mean(0) + states[0, 1].mean(0)) / 2  # the padding-only pair is left out
+    expected1 = (states[1, 0, :2].mean(0) + states[1, 1, 0] + states[1, 2].mean(0)) / 3
+    torch.testing.assert_close(code, torch.stack([expected0, expected1]))
+    order = torch.tensor([2, 0, 1])
+    torch.testing.assert_close(task_code(states[:, order], mask[:, order]), code)
+    garbage = torch.where(mask[..., None], states, torch.full_like(states, 1e3))
+    torch.testing.assert_close(task_code(garbage, mask), code)
+
+
+# positions ----------------------------------------------------------------------------------------------
+
+
+def test_grid2d_positions_of_a_narrow_grid(rng):
+    g = grid(rng, 3, 7)
+    ep = Episode("t", [(g, g)], g, g)
+    batch = collate([ep])
+    expected_rows = [r for r in range(3) for _ in range(8)]
+    expected_cols = list(range(8)) * 3  # cells at 0..6, ROW at 7
+    # decoder: position t predicts tgt_out[t], and gets that token's (row, col)
+    row, col = tk.decoder_positions(batch.tgt_in)
+    assert row[0, :24].tolist() == expected_rows and col[0, :24].tolist() == expected_cols
+    assert batch.tgt_out[0, 7] == tk.ROW and col[0, 7] == 7
+    # encoder: the query input is the last segment of the source (after its separator)
+    assert batch.src_row[0, -24:].tolist() == expected_rows and batch.src_col[0, -24:].tolist() == expected_cols
+    # the embedding is the sum of the row and col tables at those indices, not a flat-index lookup
+    g2d = Grid2D(8)
+    emb = g2d(row, col)[0, :24]
+    torch.testing.assert_close(emb, g2d.row.weight[expected_rows] + g2d.col.weight[expected_cols])
+    # the model's decoder input adds exactly these embeddings
+    model = tiny("exp_1_grid2d")
+    plain = tiny("exp_0_encoder_decoder")
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("grid.")})
+    with torch.no_grad():
+        diff = model.embed_target(batch.tgt_in, None) - plain.embed_target(batch.tgt_in, None)
+        torch.testing.assert_close(diff[0, :24], model.grid.row.weight[expected_rows] + model.grid.col.weight[expected_cols])
+
+
+def test_rope_depends_on_relative_position_only():
+    rope = RoPE(8)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(pq, pk):
+        return (rope(q, torch.tensor([[pq]])) * rope(k, torch.tensor([[pk]]))).sum()
+
+    torch.testing.assert_close(score(3, 1), score(103, 101))
+    assert not torch.allclose(score(3, 1), score(3, 2))
