@@ -178,7 +178,7 @@ def test_live_callback_records_history_and_draws_nothing_outside_a_notebook(caps
         {"epoch": 0, "step": 10, "train_loss": 2.0, "val_loss": 1.5},
         {"epoch": 1, "step": 20, "train_loss": 1.0, "val_loss": pytest.approx(1.2), "val_gen_exact": 0.25},
     ]
-    assert cb._handle is None and capsys.readouterr().out == ""
+    assert cb._output is None and capsys.readouterr().out == ""
     fig = cb.figure()
     labels = {line.get_label() for ax in fig.axes for line in ax.lines}
     assert labels == {"train_loss", "val_loss", "val_gen_exact"}

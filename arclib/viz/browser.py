@@ -99,6 +99,7 @@ class TaskBrowser:
         self.checkpoint = widgets.Dropdown(description="checkpoint", layout=widgets.Layout(width="28em"))
         self.button = widgets.Button(description="Predict", button_style="primary", icon="play")
         self.status = widgets.HTML()
+        self.status.add_class("arclib-status")
         self.output = widgets.Output()
         self.output.add_class("arclib-prediction")
 
@@ -116,6 +117,7 @@ class TaskBrowser:
                 self.output,
             ]
         )
+        self.widget.add_class("arclib-task-browser")  # CSS handles for browser tests
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -249,7 +251,7 @@ class TaskBrowser:
         title = f"{where}: {self.experiment.value} / {self.checkpoint.value}"
         self.last_figure = plot_prediction(episode.query_input, episode.query_output, grid, title)
         colour = "green" if status == "exact match" else "#D00000"
-        self._show_status(f"{status}   (log-probability {logprob:.2f})", colour)
+        self._show_status(f"{where}: {status}   (log-probability {logprob:.2f})", colour)
         self.output.clear_output(wait=True)
         with self.output:
             display(self.last_figure)

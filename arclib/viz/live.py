@@ -78,7 +78,8 @@ def _finish_axes(ax: Axes, ylabel: str) -> None:
 
 
 class LivePlotCallback(L.Callback):
-    """Records metrics at each validation end and, in a notebook, redraws the curves in place in the cell.
+    """Records metrics at each validation end and, in a notebook, redraws the curves in place in the cell
+    (in an ipywidgets Output, so the same picture is replaced rather than a new one appended).
 
     `.history` is a list of {"epoch", "step", metric: value} dicts (metrics only when logged). Outside a Jupyter
     kernel it records but draws nothing, so scripts and the CLI can keep it in their callback list.
@@ -88,7 +89,7 @@ class LivePlotCallback(L.Callback):
         self.metrics = tuple(metrics)
         self.title = title
         self.history: list[dict] = []
-        self._handle = None  # IPython DisplayHandle of the figure, created at the first redraw
+        self._output = None  # the Output widget holding the figure, displayed at the first redraw
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The sanity check runs a couple of batches before training: not a point on the curve.
@@ -116,13 +117,19 @@ class LivePlotCallback(L.Callback):
         return curves_figure({"run": self.curves()}, self.title)
 
     def _redraw(self) -> None:
+        import ipywidgets as widgets
         from IPython.display import display
 
         fig = self.figure()
-        if self._handle is None:
-            self._handle = display(fig, display_id=True)
-        else:
-            self._handle.update(fig)  # replaces the earlier picture in the same output area
+        if self._output is None:
+            self._output = widgets.Output()
+            self._output.add_class("arclib-live-plot")  # a handle for browser tests
+            display(self._output)
+        self._output.clear_output(
+            wait=True
+        )  # wait: the old picture stays until the new one arrives, no flicker
+        with self._output:
+            display(fig)
 
 
 def read_metrics_csv(path: str | Path, metrics: Sequence[str] = DEFAULT_METRICS) -> Curves:
