@@ -61,8 +61,10 @@ def test_damaged_checkpoints_get_clear_errors(tmp_path, damage):
         torch.save({"weights": torch.zeros(2)}, path)
     else:
         path.unlink()
-    with pytest.raises(CheckpointError, match="bad.ckpt"):
+    with pytest.raises(CheckpointError, match="bad.ckpt") as e:
         load_model(path)
+    expected = {"missing": "not found", "not_a_checkpoint": "not a Lightning checkpoint"}.get(damage, "corrupt or truncated")
+    assert expected in str(e.value)
 
 
 def test_wrong_architecture_is_named(tmp_path):

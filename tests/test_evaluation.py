@@ -150,6 +150,21 @@ def test_real_problems_show_all_demos_and_unknown_ids_are_rejected():
         cli.load_problems("nonsense", None, None, None)
 
 
+def test_an_oracle_scores_one_and_a_copier_scores_zero():
+    from arclib.evaluation.voting import VoteResult
+
+    problems = cli.load_problems("6d0aefbc,8be77c9e", None, None, None)
+    outputs = [y for p in problems for y in p.test_outputs]
+    inputs = [x for p in problems for x in p.test_inputs]
+    oracle = [VoteResult((y, 0.0), [Candidate(y, 1, 0.0)]) for y in outputs]
+    copier = [VoteResult((x, 0.0), [Candidate(x, 1, 0.0)]) for x in inputs]
+    for results, expected in ((oracle, 1.0), (copier, 0.0)):
+        per_task, rows = cli.score(problems, results)
+        for scores in per_task.values():
+            assert overall_score(scores)["pass2"] == expected and overall_score(scores)["top1"] == expected
+        assert len(rows) == len(outputs)
+
+
 # --- test-time training (real tiny models) -------------------------------------------------------------
 
 

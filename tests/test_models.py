@@ -29,8 +29,24 @@ def episode(rng, n_pairs=2, side=(2, 4), colours=range(10), task_id="t"):
 
 
 def tiny(name, seed=0, **overrides):
+    """A tiny model in eval mode with unit-gain random weights: at the training init (std 0.02) the encoder
+    barely moves the logits, so invariance checks at atol 1e-5 could not tell a broken model from a sound one."""
     torch.manual_seed(seed)
-    return build_model(name, "tiny", **overrides).eval()
+    model = build_model(name, "tiny", **overrides).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.2)
+    return model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models are fastest on one thread, and two threads fight the other processes on a 2-core machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def with_tgt_in(batch, tgt_in):
@@ -81,7 +97,9 @@ def test_batch_independence(name, rng):
     model = tiny(name)
     first = episode(rng, side=(3, 3))
     other = episode(rng, side=(3, 3))
-    other2 = Episode("t", [(9 - x, 9 - y) for x, y in other.context], 9 - other.query_input, 9 - other.query_output)
+    other2 = Episode(
+        "t", [(9 - x, 9 - y) for x, y in other.context], 9 - other.query_input, 9 - other.query_output
+    )
     with torch.no_grad():
         a, b = model(collate([first, other])), model(collate([first, other2]))
     torch.testing.assert_close(a[0], b[0], atol=1e-6, rtol=0)
@@ -113,8 +131,7 @@ def check_generation_matches_teacher_forcing(model, batch, max_len):
 def test_generate_matches_teacher_forcing(name, rng):
     # Random weights rarely choose EOS; the overfit test covers stopping, this one long cached sequences.
     model = tiny(name)
-    tokens = check_generation_matches_teacher_forcing(model, collate([episode(rng) for _ in range(4)]), max_len=40)
-    assert tokens.shape == (4, 40)
+    check_generation_matches_teacher_forcing(model, collate([episode(rng) for _ in range(4)]), max_len=40)
 
 
 @pytest.mark.parametrize("name", ["exp_-1_decoder_only", "exp_3_champion"])
@@ -182,7 +199,7 @@ def test_overfits_four_episodes(name, rng):
     model = build_model(name, "tiny", d_model=48).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(300):
+    for _ in range(200):
         loss = model.loss(model(batch), batch.tgt_out)
         optimizer.zero_grad()
         loss.backward()
@@ -269,7 +286,9 @@ def test_champion_pair_order_invariance(rng):
 def test_task_code_aggregator():
     torch.manual_seed(0)
     states = torch.randn(2, 3, 5, 4)
-    mask = torch.tensor([[[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0] * 5], [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1] * 5]]).bool()
+    mask = torch.tensor(
+        [[[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0] * 5], [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1] * 5]]
+    ).bool()
     code = task_code(states, mask)
     expected0 = (states[0, 0, :3].mean(0) + states[0, 1].mean(0)) / 2  # the padding-only pair is left out
     expected1 = (states[1, 0, :2].mean(0) + states[1, 1, 0] + states[1, 2].mean(0)) / 3
@@ -294,7 +313,9 @@ def test_grid2d_positions_of_a_narrow_grid(rng):
     assert row[0, :24].tolist() == expected_rows and col[0, :24].tolist() == expected_cols
     assert batch.tgt_out[0, 7] == tk.ROW and col[0, 7] == 7
     # encoder: the query input is the last segment of the source (after its separator)
-    assert batch.src_row[0, -24:].tolist() == expected_rows and batch.src_col[0, -24:].tolist() == expected_cols
+    assert (
+        batch.src_row[0, -24:].tolist() == expected_rows and batch.src_col[0, -24:].tolist() == expected_cols
+    )
     # the embedding is the sum of the row and col tables at those indices, not a flat-index lookup
     g2d = Grid2D(8)
     emb = g2d(row, col)[0, :24]
@@ -305,7 +326,9 @@ def test_grid2d_positions_of_a_narrow_grid(rng):
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("grid.")})
     with torch.no_grad():
         diff = model.embed_target(batch.tgt_in, None) - plain.embed_target(batch.tgt_in, None)
-        torch.testing.assert_close(diff[0, :24], model.grid.row.weight[expected_rows] + model.grid.col.weight[expected_cols])
+        torch.testing.assert_close(
+            diff[0, :24], model.grid.row.weight[expected_rows] + model.grid.col.weight[expected_cols]
+        )
 
 
 def test_rope_depends_on_relative_position_only():

@@ -109,17 +109,15 @@ def load_problems(
 
 
 def load_model(checkpoint: Path, device: str) -> tuple[torch.nn.Module, dict]:
-    """The network of a Lightning checkpoint of ArcLitModule and its hyperparameters."""
-    from arclib.training.module import ArcLitModule
+    """The network of an arclib checkpoint and its hyperparameters, via the safe (weights-only) loader."""
+    from arclib.training.checkpoints import CheckpointError
+    from arclib.training.checkpoints import load_model as load_module
 
-    if not checkpoint.is_file():
-        raise EvaluationError(f"checkpoint not found: {checkpoint}")
     try:
-        module = ArcLitModule.load_from_checkpoint(checkpoint, map_location=device)
-    except Exception as e:  # pickle, zip, key and shape errors all mean the same thing to the user
-        raise EvaluationError(f"cannot load checkpoint {checkpoint}: {type(e).__name__}: {e}") from None
-    model = module.model.to(device).eval()
-    return model, dict(module.hparams)
+        module = load_module(checkpoint)
+    except CheckpointError as e:
+        raise EvaluationError(str(e)) from None
+    return module.model.to(device).eval(), dict(module.hparams)
 
 
 def ttt_config(args) -> TTTConfig:

@@ -16,7 +16,13 @@ from arclib.models.champion import Champion, ChampionConfig
 from arclib.models.decoder_only import DecoderOnly, DecoderOnlyConfig
 from arclib.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 
-MODEL_NAMES = ("exp_-1_decoder_only", "exp_0_encoder_decoder", "exp_1_grid2d", "exp_2_perminv", "exp_3_champion")
+MODEL_NAMES = (
+    "exp_-1_decoder_only",
+    "exp_0_encoder_decoder",
+    "exp_1_grid2d",
+    "exp_2_perminv",
+    "exp_3_champion",
+)
 CHAMPION = "exp_3_champion"
 
 _TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0)
@@ -49,7 +55,10 @@ _REGISTRY: dict[str, tuple[type[ArcModel], dict]] = {
             "tiny": EncoderDecoderConfig(n_dec_layers=1, grid2d=True, perm_inv=True, **_TINY),
         },
     ),
-    "exp_3_champion": (Champion, {"matched": ChampionConfig(), "tiny": ChampionConfig(n_dec_layers=1, **_TINY)}),
+    "exp_3_champion": (
+        Champion,
+        {"matched": ChampionConfig(), "tiny": ChampionConfig(n_dec_layers=1, **_TINY)},
+    ),
 }
 
 

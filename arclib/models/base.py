@@ -39,7 +39,9 @@ class ArcModel(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=tk.PAD)
 
     @torch.no_grad()
-    def generate(self, batch: tk.Batch, max_len: int = tk.MAX_TARGET_LEN) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(
+        self, batch: tk.Batch, max_len: int = tk.MAX_TARGET_LEN
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding: (tokens (B, T') after BOS, summed log-probability of the chosen tokens (B,)).
 
         A sample stops at EOS and writes PAD afterwards. A sample that has written 30 rows is forced to EOS,

@@ -54,11 +54,16 @@ class Champion(EncoderDecoder):
         B, P, L = batch.pair.shape
         D = self.config.d_model
         pair = canon.apply(batch.pair) if canon else batch.pair
-        flat = (t.reshape(B * P, L) for t in (pair, batch.pair_row, batch.pair_col, batch.pair_role, batch.pair_mask))
+        flat = (
+            t.reshape(B * P, L)
+            for t in (pair, batch.pair_row, batch.pair_col, batch.pair_role, batch.pair_mask)
+        )
         pair_states = self.encode_tokens(*flat, pos1d=False).view(B, P, L, D)
         query = canon.apply(batch.query) if canon else batch.query
         role = torch.full_like(query, tk.ROLE_QUERY_IN)
-        query_states = self.encode_tokens(query, batch.query_row, batch.query_col, role, batch.query_mask, pos1d=False)
+        query_states = self.encode_tokens(
+            query, batch.query_row, batch.query_col, role, batch.query_mask, pos1d=False
+        )
         memory = torch.cat([query_states, pair_states.view(B, P * L, D)], 1)  # (B, Q + P*L, D)
         mask = torch.cat([batch.query_mask, batch.pair_mask.view(B, P * L)], 1)
         code = self.bridge(task_code(pair_states, batch.pair_mask)).view(B, -1, 1, D)  # (B, layers, 1, D)

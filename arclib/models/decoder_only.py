@@ -72,7 +72,9 @@ class DecoderOnly(ArcModel):
 
     def step(self, state: dict, tgt_in: torch.Tensor) -> torch.Tensor:
         B, t = tgt_in.shape
-        state["mask"] = torch.cat([state["mask"], torch.ones(B, 1, dtype=torch.bool, device=tgt_in.device)], 1)
+        state["mask"] = torch.cat(
+            [state["mask"], torch.ones(B, 1, dtype=torch.bool, device=tgt_in.device)], 1
+        )
         role = torch.full_like(tgt_in[:, -1:], tk.ROLE_QUERY_OUT)
         x = self.tok_emb(tgt_in[:, -1:]) + self.role_emb(role)  # (B, 1, D)
         pos = state["n_src"] + t - 1  # (B, 1)

@@ -36,7 +36,9 @@ class EncoderDecoder(ArcModel):
         self.role_emb = nn.Embedding(tk.N_ROLES, c.d_model)
         self.grid = Grid2D(c.d_model) if c.grid2d else None
         self.drop = nn.Dropout(c.dropout)
-        self.encoder = nn.ModuleList(Block(c.d_model, c.n_heads, c.d_ff, c.dropout) for _ in range(c.n_enc_layers))
+        self.encoder = nn.ModuleList(
+            Block(c.d_model, c.n_heads, c.d_ff, c.dropout) for _ in range(c.n_enc_layers)
+        )
         self.ln_enc = nn.LayerNorm(c.d_model)
         self.decoder = nn.ModuleList(
             DecoderBlock(c.d_model, c.n_heads, c.d_ff, c.dropout) for _ in range(c.n_dec_layers)
@@ -71,7 +73,9 @@ class EncoderDecoder(ArcModel):
 
     # decoder --------------------------------------------------------------------------------------------
 
-    def embed_target(self, tgt_in: torch.Tensor, canon: ColourCanon | None, last_only: bool = False) -> torch.Tensor:
+    def embed_target(
+        self, tgt_in: torch.Tensor, canon: ColourCanon | None, last_only: bool = False
+    ) -> torch.Tensor:
         """Decoder input (B, T, D), or (B, 1, D) for the last position only; positions need the whole prefix."""
         T = tgt_in.shape[1]
         pos = torch.arange(T, device=tgt_in.device)

@@ -53,14 +53,18 @@ class Attention(nn.Module):
             if cache is not None:
                 cache["k"], cache["v"] = k, v
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal)  # (B, H, T, Dh)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal
+        )  # (B, H, T, Dh)
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, D)))
 
 
 class MLP(nn.Module):
     def __init__(self, d_model: int, d_ff: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model), nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model), nn.Dropout(dropout)
+        )
 
     def forward(self, x):
         return self.net(x)

@@ -11,6 +11,7 @@ import io
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive; anything else is damaged
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint (not a torch zip archive)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

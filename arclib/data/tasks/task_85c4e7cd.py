@@ -18,7 +18,9 @@ def solve(grid: np.ndarray) -> np.ndarray:
 def sample_input(rng: np.random.Generator, widen: float) -> np.ndarray:
     # Real grids are even squares of side 6 to 14; widening admits odd, non-square, smaller and larger grids.
     if rng.random() < widen:
-        h, w = (int(v) for v in rng.integers(max(2, 6 - round(4 * widen)), 14 + round(16 * widen) + 1, size=2))
+        h, w = (
+            int(v) for v in rng.integers(max(3, 6 - round(3 * widen)), 14 + round(16 * widen) + 1, size=2)
+        )
     else:
         h = w = 2 * int(rng.integers(3, 8))
     n_rings = (min(h, w) + 1) // 2

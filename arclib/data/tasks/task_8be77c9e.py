@@ -1,0 +1,21 @@
+"""8be77c9e: append the grid's top-bottom mirror image below it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHANGES_SHAPE = True
+
+
+def solve(grid: np.ndarray) -> np.ndarray:
+    return np.vstack([grid, grid[::-1]])
+
+
+def sample_input(rng: np.random.Generator, widen: float) -> np.ndarray:
+    # Real grids are 3x3 in black and blue; widening varies the size (the output doubles the height, so at
+    # most 15) and admits a few more colours.
+    h = int(rng.integers(3 - round(2 * widen), 3 + round(12 * widen) + 1))
+    w = int(rng.integers(3 - round(2 * widen), 3 + round(12 * widen) + 1))
+    extra = rng.choice(np.arange(2, 10), size=int(rng.integers(0, round(3 * widen) + 1)), replace=False)
+    colours = np.concatenate(([0, 1], extra))
+    return rng.choice(colours, size=(h, w)).astype(np.int8)
