@@ -51,11 +51,12 @@ def _models(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "fit":  # LightningCLI parses its own arguments
+    if argv and argv[0] == "fit":  # LightningCLI parses its own arguments (from sys.argv when run as a command)
         from arclib.training.cli import make_cli
 
-        make_cli(argv)
+        make_cli(None if from_command_line else argv)
         return 0
     if argv and argv[0] in ("evaluate", "bench", "ablation"):
         import importlib

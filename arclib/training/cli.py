@@ -45,7 +45,6 @@ class ArcCLI(LightningCLI):
         parser.add_argument("--monitor", default="val_loss", choices=["val_loss", "heldout_loss"])
         parser.add_argument("--checkpoint_every_n_steps", type=int, default=50, help="mid-epoch last.ckpt interval")
         parser.add_argument("--output_root", default=None, help="folder for checkpoints/ and runs/ (default: repo root)")
-        parser.link_arguments("seed_everything", "data.seed")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -61,17 +60,20 @@ class ArcCLI(LightningCLI):
                 callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
         config.trainer.logger = _fill(config.trainer.logger, subs)
         config.trainer.default_root_dir = _fill(config.trainer.default_root_dir, subs)
-        if config.trainer.precision == "auto":
+        if config.data.seed is None:  # episodes follow the run's seed unless given their own
+            config.data.seed = int(config.seed_everything)
+        if config.trainer.precision is None:
             config.trainer.precision = default_precision()
 
 
 def make_cli(args: list[str] | None = None, run: bool = True) -> ArcCLI:
+    base = {"default_config_files": [str(CONFIG_DIR / "base.yaml")]}
     return ArcCLI(
         ArcLitModule,
         ArcDataModule,
         args=args,
         run=run,
-        parser_kwargs={"default_config_files": [str(CONFIG_DIR / "base.yaml")]},
+        parser_kwargs=base if not run else {cmd: base for cmd in ("fit", "validate", "test", "predict")},
         save_config_kwargs={"overwrite": True},
     )
 

@@ -34,12 +34,13 @@ class ArcDataModule(L.LightningDataModule):
         val_per_task: int | None = None,
         max_train_batches: int | None = None,
         num_workers: int = 1,
-        seed: int = 307,
+        seed: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.augment = AugmentConfig(augment_dihedral, augment_colours, augment_context_order)
         self.data_dir = _resolve(data_dir)
+        self.seed = 307 if seed is None else seed
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -65,7 +66,7 @@ class ArcDataModule(L.LightningDataModule):
         sampler = EpisodeBatchSampler(
             self.planners[name],
             hp.batch_size,
-            hp.seed,
+            self.seed,
             self.augment if train else AugmentConfig(False, False, False),
             train=train,
             per_task=hp.train_per_task if train else hp.val_per_task,
@@ -89,7 +90,7 @@ class ArcDataModule(L.LightningDataModule):
 
     def generation_episodes(self, name: str, per_task: int) -> list[Episode]:
         """A fixed subset of validation episodes (the first `per_task` queries of each task) for free generation."""
-        sampler = EpisodeBatchSampler(self.planners[name], 1, self.hparams.seed, train=False, per_task=per_task)
+        sampler = EpisodeBatchSampler(self.planners[name], 1, self.seed, train=False, per_task=per_task)
         dataset = EpisodeDataset(self.examples[name])
         return [dataset[plan] for batch in sampler for plan in batch]
 

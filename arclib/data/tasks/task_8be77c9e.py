@@ -18,4 +18,8 @@ def sample_input(rng: np.random.Generator, widen: float) -> np.ndarray:
     w = int(rng.integers(3 - round(2 * widen), 3 + round(12 * widen) + 1))
     extra = rng.choice(np.arange(2, 10), size=int(rng.integers(0, round(3 * widen) + 1)), replace=False)
     colours = np.concatenate(([0, 1], extra))
-    return rng.choice(colours, size=(h, w)).astype(np.int8)
+    grid = rng.choice(colours, size=(h, w)).astype(np.int8)
+    if not grid.any():
+        # Every real grid holds some blue; an all-black grid shows nothing.
+        grid[rng.integers(h), rng.integers(w)] = 1
+    return grid

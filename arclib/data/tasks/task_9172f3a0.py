@@ -20,4 +20,7 @@ def sample_input(rng: np.random.Generator, widen: float) -> np.ndarray:
     colours = rng.choice(np.arange(1, 10), size=int(rng.integers(2, 3 + round(3 * widen) + 1)), replace=False)
     cells = rng.choice(colours, size=(h, w))
     black = rng.random((h, w)) < rng.uniform(0.3, 0.6)
-    return np.where(black, 0, cells).astype(np.int8)
+    grid = np.where(black, 0, cells).astype(np.int8)
+    if not grid.any():
+        grid[rng.integers(h), rng.integers(w)] = colours[0]
+    return grid
