@@ -133,7 +133,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
 
 def test_same_seed_same_metrics(tmp_path):
     def run(folder):
-        exp = load_experiment("exp_3_champion", "smoke", "--output_root", str(tmp_path / folder), "--trainer.logger=false")
+        exp = load_experiment("exp_3_champion", "smoke", "--output_root", str(tmp_path / folder))
         exp.trainer.fit(exp.model, datamodule=exp.datamodule)
         return {k: float(v) for k, v in exp.trainer.callback_metrics.items()}
 
@@ -142,7 +142,7 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_non_finite_loss_stops_training_naming_the_step(tmp_path):
-    exp = load_experiment("exp_0_encoder_decoder", "smoke", "--output_root", str(tmp_path), "--trainer.logger=false")
+    exp = load_experiment("exp_0_encoder_decoder", "smoke", "--output_root", str(tmp_path))
     model = exp.model.model
     original = model.forward
     calls = {"n": 0}

@@ -40,6 +40,19 @@ def _fill(value, subs: dict[str, str]):
     return value
 
 
+def _share_log_version(loggers) -> None:
+    """TensorBoard and CSV logs of one run share one version_N folder (each logger would pick its own)."""
+    if not isinstance(loggers, list) or not loggers:
+        return
+    args = [lg.init_args for lg in loggers if hasattr(lg, "init_args")]
+    if not args or any(a.get("version") is not None for a in args):
+        return
+    run_dir = Path(args[0].save_dir) / args[0].name
+    taken = [int(p.name.split("_")[1]) for p in run_dir.glob("version_*") if p.name.split("_")[1].isdigit()]
+    for a in args:
+        a.version = f"version_{max(taken, default=-1) + 1}"
+
+
 class ArcCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--monitor", default="val_loss", choices=["val_loss", "heldout_loss"])
@@ -56,8 +69,9 @@ class ArcCLI(LightningCLI):
         }
         config.trainer.callbacks = _fill(config.trainer.callbacks, subs)
         for callback in config.trainer.callbacks or []:
-            if callback.init_args.get("every_n_train_steps"):
-                callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
+            if callback.class_path.endswith("PeriodicCheckpoint"):
+                callback.init_args.every_n_steps = config.checkpoint_every_n_steps
+        _share_log_version(config.trainer.logger)
         config.trainer.logger = _fill(config.trainer.logger, subs)
         config.trainer.default_root_dir = _fill(config.trainer.default_root_dir, subs)
         if config.data.seed is None:  # episodes follow the run's seed unless given their own
