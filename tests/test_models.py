@@ -110,7 +110,7 @@ def check_generation_matches_teacher_forcing(model, batch, max_len):
     """Greedy KV-cache tokens equal the teacher-forced argmax on those tokens up to and including EOS (except
     where the 30-cell cap forced ROW/EOS), PAD follows EOS, and the summed log-probability is the teacher-forced
     one. Returns the tokens."""
-    tokens, logprob = model.generate(batch, max_len=max_len)
+    tokens, logprob = model.generate(batch, max_len=max_len, stop_invalid=False)
     B, n = tokens.shape
     tgt_in = torch.cat([torch.full((B, 1), tk.BOS), tokens[:, :-1]], 1)
     with torch.no_grad():
@@ -132,6 +132,18 @@ def test_generate_matches_teacher_forcing(name, rng):
     # Random weights rarely choose EOS; the overfit test covers stopping, this one long cached sequences.
     model = tiny(name)
     check_generation_matches_teacher_forcing(model, collate([episode(rng) for _ in range(4)]), max_len=40)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_stopping_invalid_samples_never_changes_the_decoded_grid(name, rng):
+    model = tiny(name)
+    batch = collate([episode(rng) for _ in range(6)])
+    fast, _ = model.generate(batch, max_len=200)
+    full, _ = model.generate(batch, max_len=200, stop_invalid=False)
+    assert fast.shape[1] <= full.shape[1]
+    for a, b in zip(fast, full):
+        ga, gb = tk.tokens_to_grid(a), tk.tokens_to_grid(b)
+        assert (ga is None and gb is None) or np.array_equal(ga, gb)
 
 
 @pytest.mark.parametrize("name", ["exp_-1_decoder_only", "exp_3_champion"])

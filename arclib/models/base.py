@@ -40,26 +40,40 @@ class ArcModel(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, batch: tk.Batch, max_len: int = tk.MAX_TARGET_LEN
+        self, batch: tk.Batch, max_len: int = tk.MAX_TARGET_LEN, stop_invalid: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding: (tokens (B, T') after BOS, summed log-probability of the chosen tokens (B,)).
 
         A sample stops at EOS and writes PAD afterwards. A sample that has written 30 rows is forced to EOS,
-        and one whose current row holds 30 cells to ROW, so every output fits a 30x30 canvas.
+        and one whose current row holds 30 cells to ROW, so every output fits a 30x30 canvas. With
+        `stop_invalid`, a sample also stops as soon as its tokens can no longer form a grid (a special token
+        mid-grid, an empty row, or a row whose width differs from the first row's): its decoded grid is None
+        either way, and an untrained model no longer writes 930 tokens of noise.
         """
         B, device = len(batch), batch.src.device
         state = self.start(batch)
         tgt = torch.full((B, 1), tk.BOS, dtype=torch.long, device=device)
         logprob = torch.zeros(B, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
+        width = torch.full((B,), -1, dtype=torch.long, device=device)  # width of the first row, once written
+        row = torch.zeros(B, dtype=torch.long, device=device)
+        col = torch.zeros(B, dtype=torch.long, device=device)  # (row, col) of the next token
         for _ in range(max_len):
             lp = self.step(state, tgt).float().log_softmax(-1)  # (B, V)
-            row, col = tk.decoder_positions(tgt)
             nxt = lp.argmax(-1)
-            nxt = torch.where(col[:, -1] >= tk.MAX_SIDE, tk.ROW, nxt)
-            nxt = torch.where(row[:, -1] >= tk.MAX_SIDE, tk.EOS, nxt)
+            nxt = torch.where(col >= tk.MAX_SIDE, tk.ROW, nxt)
+            nxt = torch.where(row >= tk.MAX_SIDE, tk.EOS, nxt)
             logprob += torch.where(done, 0.0, lp.gather(1, nxt[:, None]).squeeze(1))
             nxt = torch.where(done, tk.PAD, nxt)
+            is_row = nxt == tk.ROW
+            if stop_invalid:
+                is_cell = nxt < tk.N_COLOURS
+                bad_row = is_row & ((col == 0) | ((width >= 0) & (col != width)))
+                too_wide = is_cell & (width >= 0) & (col >= width)
+                special = ~is_cell & ~is_row & (nxt != tk.EOS) & (nxt != tk.PAD)
+                done |= bad_row | too_wide | special
+            width = torch.where(is_row & (width < 0), col, width)
+            row, col = row + is_row.long(), torch.where(is_row, 0, col + 1)
             done |= nxt == tk.EOS
             tgt = torch.cat([tgt, nxt[:, None]], 1)
             if done.all():
