@@ -22,13 +22,13 @@ from arclib.training.module import NonFiniteLossError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, **popen):
+def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, popen=None):
     cmd = [
         sys.executable, "-m", "arclib", "fit",
         "--config", f"configs/{experiment}.yaml", "--config", "configs/profiles/smoke.yaml",
         "--output_root", str(tmp_path), "--trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
-    if popen:
+    if popen is not None:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if check:
@@ -98,28 +98,36 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
 
 def test_kill_mid_epoch_then_resume(tmp_path):
     """SIGKILL a real training process mid-epoch; resume from last.ckpt; nothing saved before the kill is lost."""
-    args = ("--checkpoint_every_n_steps=2", "--trainer.max_epochs=4", "--data.train_per_task=12")
+    args = ("--checkpoint_every_n_steps=2", "--trainer.max_epochs=6", "--data.train_per_task=12")
+    steps_per_epoch = 14 * 12 // 8  # 14 training tasks, batch 8 in the smoke profile
     proc = fit_cli(tmp_path, "exp_0_encoder_decoder", *args, popen={"start_new_session": True})
     ckpt_dir = tmp_path / "checkpoints/exp_0_encoder_decoder"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (ckpt_dir / "last.ckpt").exists() and load_checkpoint(ckpt_dir / "last.ckpt")["global_step"] >= 4:
-            break
-        time.sleep(0.2)
+
+    def mid_second_epoch() -> bool:
+        last = ckpt_dir / "last.ckpt"
+        if not list(ckpt_dir.glob("*epoch=00*")) or not last.exists():
+            return False
+        return load_checkpoint(last)["global_step"] >= steps_per_epoch + 4
+
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and not mid_second_epoch():
+        time.sleep(0.1)
     assert proc.poll() is None, "training ended before it could be killed:\n" + proc.stdout.read()[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     saved = {p.name: p.read_bytes() for p in ckpt_dir.glob("*.ckpt")}
-    killed_at = load_checkpoint(ckpt_dir / "last.ckpt")["global_step"]
     for name in saved:  # every file on disk is complete and loads
         load_checkpoint(ckpt_dir / name)
-    fit_cli(tmp_path, "exp_0_encoder_decoder", *args, "--ckpt_path", "last")
+    killed_at = load_checkpoint(ckpt_dir / "last.ckpt")
+    assert killed_at["global_step"] % steps_per_epoch != 0  # the kill came mid-epoch
+    epoch_ckpt = next(n for n in saved if "epoch=00" in n)
+    out = fit_cli(tmp_path, "exp_0_encoder_decoder", *args, "--ckpt_path", "last")
+    assert "Restoring states from the checkpoint" in out.stdout + out.stderr
     final = load_checkpoint(ckpt_dir / "last.ckpt")
-    assert final["global_step"] > killed_at and final["epoch"] == 3
-    assert any(n != "last.ckpt" for n in saved)  # the epoch checkpoint written before the kill...
-    for name, data in saved.items():  # ...was never rewritten by the resumed run unless it replaced it whole
-        if name != "last.ckpt" and (ckpt_dir / name).exists():
-            assert (ckpt_dir / name).read_bytes() == data
+    assert final["epoch"] == 5 and final["global_step"] >= killed_at["global_step"] + 4 * steps_per_epoch
+    # The epoch-0 checkpoint saved before the kill is untouched unless top-3 replaced it with a better one.
+    if (ckpt_dir / epoch_ckpt).exists():
+        assert (ckpt_dir / epoch_ckpt).read_bytes() == saved[epoch_ckpt]
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

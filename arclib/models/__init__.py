@@ -15,6 +15,7 @@ from arclib.models.base import ArcModel
 from arclib.models.champion import Champion, ChampionConfig
 from arclib.models.decoder_only import DecoderOnly, DecoderOnlyConfig
 from arclib.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
+from arclib.models.summary import trace_shapes
 
 MODEL_NAMES = (
     "exp_-1_decoder_only",
@@ -100,4 +101,5 @@ __all__ = [
     "count_parameters",
     "parameter_table",
     "presets",
+    "trace_shapes",
 ]

@@ -8,6 +8,7 @@ are filled in here, so every run directory and checkpoint folder is named by exp
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -82,14 +83,16 @@ class ArcCLI(LightningCLI):
 
 def make_cli(args: list[str] | None = None, run: bool = True) -> ArcCLI:
     base = {"default_config_files": [str(CONFIG_DIR / "base.yaml")]}
-    return ArcCLI(
+    with warnings.catch_warnings():  # in a notebook sys.argv holds the kernel's own arguments, not ours
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return ArcCLI(
         ArcLitModule,
         ArcDataModule,
-        args=args,
-        run=run,
-        parser_kwargs=base if not run else {cmd: base for cmd in ("fit", "validate", "test", "predict")},
-        save_config_kwargs={"overwrite": True},
-    )
+            args=args,
+            run=run,
+            parser_kwargs=base if not run else {cmd: base for cmd in ("fit", "validate", "test", "predict")},
+            save_config_kwargs={"overwrite": True},
+        )
 
 
 def load_experiment(experiment: str, profile: str = "cpu", *overrides: str) -> ArcCLI:
