@@ -7,6 +7,7 @@ Every load goes through `torch.load(weights_only=True)`, which refuses arbitrary
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import pickle
@@ -77,7 +78,8 @@ def load_model(path: str | os.PathLike):
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, dict) or "model_name" not in hparams:
         raise CheckpointError(f"{path}: no arclib hyper-parameters; was it written by arclib?")
-    module = ArcLitModule(**hparams)
+    accepted = inspect.signature(ArcLitModule.__init__).parameters
+    module = ArcLitModule(**{k: v for k, v in hparams.items() if k in accepted})  # LightningCLI adds its own keys
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:
