@@ -8,6 +8,7 @@ from arclib.data.tokens import (
     EOS,
     PAD,
     ROW,
+    SEP_IN,
     Episode,
     collate,
     decoder_positions,
@@ -119,7 +120,7 @@ def test_collate_targets_start_with_bos_and_end_with_eos():
     ep = Episode("t", [(np.ones((1, 1), np.int8), np.ones((1, 1), np.int8))] * 2, np.zeros((1, 1), np.int8), np.full((1, 1), 4, np.int8))
     b = collate([ep])
     assert b.tgt_in[0].tolist() == [BOS, 4, ROW] and b.tgt_out[0].tolist() == [4, ROW, EOS]
-    assert b.pair.shape[:2] == (1, 2) and b.src_mask.all()
+    assert b.src.shape == (1, 2 * 2 * 3 + 3) and b.query.tolist() == [[SEP_IN, 0, ROW]] and b.src_mask.all()
 
 
 def test_task_statistics():

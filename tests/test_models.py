@@ -11,7 +11,7 @@ import torch
 from arclib.data import tokens as tk
 from arclib.data.tokens import Episode, collate
 from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_table
-from arclib.models.champion import task_code
+from arclib.models.champion import PADDING, QUERY, pair_segments, segment_mask, task_code
 from arclib.models.layers import ColourCanon, Grid2D, RoPE
 
 ATOL = 1e-5
@@ -297,18 +297,28 @@ def test_champion_pair_order_invariance(rng):
 
 def test_task_code_aggregator():
     torch.manual_seed(0)
-    states = torch.randn(2, 3, 5, 4)
-    mask = torch.tensor(
-        [[[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0] * 5], [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1] * 5]]
-    ).bool()
-    code = task_code(states, mask)
-    expected0 = (states[0, 0, :3].mean(0) + states[0, 1].mean(0)) / 2  # the padding-only pair is left out
-    expected1 = (states[1, 0, :2].mean(0) + states[1, 1, 0] + states[1, 2].mean(0)) / 3
-    torch.testing.assert_close(code, torch.stack([expected0, expected1]))
-    order = torch.tensor([2, 0, 1])
-    torch.testing.assert_close(task_code(states[:, order], mask[:, order]), code)
-    garbage = torch.where(mask[..., None], states, torch.full_like(states, 1e3))
-    torch.testing.assert_close(task_code(garbage, mask), code)
+    states = torch.randn(2, 9, 4)
+    # episode 0: pair 0 (3 tokens), pair 1 (2 tokens), query (2), padding; episode 1: only pair 0, query
+    segment = torch.tensor([[0, 0, 0, 1, 1, QUERY, QUERY, PADDING, PADDING], [0, 0, QUERY, QUERY] + [PADDING] * 5])
+    code = task_code(states, segment, n_pairs=2)
+    expected0 = (states[0, :3].mean(0) + states[0, 3:5].mean(0)) / 2  # the query and padding are left out
+    torch.testing.assert_close(code, torch.stack([expected0, states[1, :2].mean(0)]))
+    swapped = torch.tensor([[1, 1, 1, 0, 0, QUERY, QUERY, PADDING, PADDING], segment[1].tolist()])
+    torch.testing.assert_close(task_code(states, swapped, n_pairs=2), code)  # pair order does not matter
+    garbage = torch.where((segment >= 0)[..., None], states, torch.full_like(states, 1e3))
+    torch.testing.assert_close(task_code(garbage, segment, n_pairs=2), code)
+
+
+def test_pair_segments_and_block_diagonal_mask():
+    rng = np.random.default_rng(0)
+    ep = Episode("t", [(rng.integers(0, 3, (2, 2)).astype(np.int8), rng.integers(0, 3, (1, 2)).astype(np.int8))] * 2,
+                 rng.integers(0, 3, (2, 1)).astype(np.int8))  # fmt: skip
+    b = collate([ep])
+    segment = pair_segments(b.src, b.src_role, b.src_mask)[0]
+    pair_len = 1 + 2 * 3 + 1 + 1 * 3  # SEP_IN, 2 rows of 2 cells + ROW, SEP_OUT, 1 row
+    assert segment.tolist() == [0] * pair_len + [1] * pair_len + [QUERY] * (1 + 2 * 2)
+    mask = segment_mask(segment[None], b.src_mask)[0, 0]
+    assert mask[0, :pair_len].all() and not mask[0, pair_len:].any()
 
 
 # positions ----------------------------------------------------------------------------------------------

@@ -39,7 +39,12 @@ class EpisodePlan:
     query: int
     context: tuple[int, ...]
     augmentation: Augmentation
-    length: int  # source + target tokens, for length bucketing
+    src_length: int  # source tokens (context pairs, query input)
+    tgt_length: int  # target tokens (query output + EOS)
+
+    @property
+    def length(self) -> int:
+        return self.src_length + self.tgt_length
 
 
 def _grid_len(h: int, w: int) -> int:
@@ -63,8 +68,8 @@ class EpisodePlanner:
         context = tuple(int(i + (i >= query)) for i in others)  # skip the query itself
         aug = Augmentation.random(rng, self.n_context, augment.dihedral, augment.colours, augment.context_order)
         s = self.shapes[task_id][:, [1, 0, 3, 2]] if aug.transposes else self.shapes[task_id]
-        length = sum(_grid_len(*s[i, :2]) + _grid_len(*s[i, 2:]) for i in (*context, query))
-        return EpisodePlan(task_id, query, context, aug, int(length))
+        src = sum(_grid_len(*s[i, :2]) + _grid_len(*s[i, 2:]) for i in context) + _grid_len(*s[query, :2])
+        return EpisodePlan(task_id, query, context, aug, int(src), int(_grid_len(*s[query, 2:])))
 
     def query_list(self, per_task: int | None = None) -> list[tuple[str, int]]:
         return self.queries if per_task is None else [(t, i) for t, i in self.queries if i < per_task]
@@ -90,13 +95,20 @@ class EpisodeDataset(Dataset):
 
 
 def bucket_batches(plans: list[EpisodePlan], batch_size: int, rng: np.random.Generator | None) -> list[list]:
-    """Group plans of similar length. With rng: shuffled, sorted within chunks of 32 batches, batches shuffled."""
+    """Group plans of similar source, then target, length, so little of a batch is padding.
+
+    With rng: shuffled, sorted within chunks of 64 batches, and the batches shuffled; without: fully sorted.
+    """
+
+    def key(i: int) -> tuple[int, int]:
+        return plans[i].src_length, plans[i].tgt_length
+
     if rng is None:
-        order = sorted(range(len(plans)), key=lambda i: plans[i].length)
+        order = sorted(range(len(plans)), key=key)
     else:
         order = list(rng.permutation(len(plans)))
-        chunk = batch_size * 32
-        order = [i for s in range(0, len(order), chunk) for i in sorted(order[s : s + chunk], key=lambda i: plans[i].length)]
+        chunk = batch_size * 64
+        order = [i for s in range(0, len(order), chunk) for i in sorted(order[s : s + chunk], key=key)]
     batches = [[plans[i] for i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]

@@ -86,8 +86,7 @@ class Batch:
     """Padded token tensors for a batch of episodes. Masks are True at real tokens.
 
     src_*:   (B, S)      context pairs then the query input, packed left with no interior padding
-    pair_*:  (B, P, L)   each context pair (input then output) on its own, for pair encoders
-    query_*: (B, Q)      the query input alone
+    query:   (B, Q)      the query input's tokens alone (PermInv ranks colours by their first position here)
     tgt_in:  (B, T)      BOS + query output tokens;  tgt_out: (B, T) query output tokens + EOS, PAD-padded
     """
 
@@ -96,15 +95,7 @@ class Batch:
     src_col: torch.Tensor
     src_role: torch.Tensor
     src_mask: torch.Tensor
-    pair: torch.Tensor
-    pair_row: torch.Tensor
-    pair_col: torch.Tensor
-    pair_role: torch.Tensor
-    pair_mask: torch.Tensor
     query: torch.Tensor
-    query_row: torch.Tensor
-    query_col: torch.Tensor
-    query_mask: torch.Tensor
     tgt_in: torch.Tensor
     tgt_out: torch.Tensor
     task_ids: list[str] = field(default_factory=list)
@@ -140,53 +131,30 @@ def _pad(seqs: list[np.ndarray], value: int, length: int | None = None) -> torch
 
 
 def episode_sequences(ep: Episode) -> dict[str, tuple]:
-    """Per-episode numpy sequences (tokens, rows, cols, roles) for src, each pair and query, plus target."""
-    pairs = [
-        _concat([_grid_segment(x, ROLE_CTX_IN, SEP_IN), _grid_segment(y, ROLE_CTX_OUT, SEP_OUT)]) for x, y in ep.context
-    ]
+    """Per-episode numpy sequences (tokens, rows, cols, roles) for src and the query input, plus target."""
+    segments = [_grid_segment(g, role, sep) for x, y in ep.context for g, role, sep in ((x, ROLE_CTX_IN, SEP_IN), (y, ROLE_CTX_OUT, SEP_OUT))]
     query = _grid_segment(ep.query_input, ROLE_QUERY_IN, SEP_IN)
-    src = _concat([*pairs, query])
+    src = _concat([*segments, query])
     if ep.query_output is not None:
         out_tokens = grid_tokens(ep.query_output)[0]
         tgt_in = np.concatenate([[BOS], out_tokens])
         tgt_out = np.concatenate([out_tokens, [EOS]])
     else:
         tgt_in, tgt_out = np.array([BOS]), np.array([PAD])
-    return {"src": src, "pairs": pairs, "query": query, "tgt_in": tgt_in, "tgt_out": tgt_out}
+    return {"src": src, "query": query, "tgt_in": tgt_in, "tgt_out": tgt_out}
 
 
 def collate(episodes: list[Episode]) -> Batch:
     """Pad a list of episodes into a Batch. A plain module-level function, so DataLoader workers can pickle it."""
     seqs = [episode_sequences(ep) for ep in episodes]
-    n_pairs = max(len(s["pairs"]) for s in seqs)
-    pair_len = max(len(p[0]) for s in seqs for p in s["pairs"])
-    empty = (np.zeros(0, np.int64),) * 4
-
-    def pad_pairs(k, value):
-        rows = []
-        for s in seqs:
-            padded = [p for p in s["pairs"]] + [empty] * (n_pairs - len(s["pairs"]))
-            rows.append(_pad([p[k] for p in padded], value, pair_len))
-        return torch.stack(rows)  # (B, P, L)
-
     src_tok = _pad([s["src"][0] for s in seqs], PAD)
-    pair_tok = pad_pairs(0, PAD)
-    query_tok = _pad([s["query"][0] for s in seqs], PAD)
     return Batch(
         src=src_tok,
         src_row=_pad([s["src"][1] for s in seqs], 0),
         src_col=_pad([s["src"][2] for s in seqs], 0),
         src_role=_pad([s["src"][3] for s in seqs], 0),
         src_mask=src_tok != PAD,
-        pair=pair_tok,
-        pair_row=pad_pairs(1, 0),
-        pair_col=pad_pairs(2, 0),
-        pair_role=pad_pairs(3, 0),
-        pair_mask=pair_tok != PAD,
-        query=query_tok,
-        query_row=_pad([s["query"][1] for s in seqs], 0),
-        query_col=_pad([s["query"][2] for s in seqs], 0),
-        query_mask=query_tok != PAD,
+        query=_pad([s["query"][0] for s in seqs], PAD),
         tgt_in=_pad([s["tgt_in"] for s in seqs], PAD),
         tgt_out=_pad([s["tgt_out"] for s in seqs], PAD),
         task_ids=[ep.task_id for ep in episodes],

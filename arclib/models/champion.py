@@ -23,13 +23,32 @@ class ChampionConfig(EncoderDecoderConfig):
     perm_inv: bool = True
 
 
-def task_code(pair_states: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
-    """(B, P, L, D) pair-encoder states, (B, P, L) mask -> (B, D) task code.
+QUERY, PADDING = -2, -1  # segment ids besides the pairs' 0..P-1
 
-    Masked mean over each pair's tokens gives a pair code; the mean over real pairs (padding-only pairs, from
-    episodes with fewer demonstrations than the batch's widest, are excluded) gives the task code.
+
+def pair_segments(src: torch.Tensor, role: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, S) -> segment id of each source token: its context pair's index 0..P-1, QUERY for the query input,
+    PADDING for padding. Each context pair starts with the SEP_IN of its input grid."""
+    starts = (src == tk.SEP_IN) & (role == tk.ROLE_CTX_IN)
+    pair = starts.long().cumsum(1) - 1
+    return torch.where(role == tk.ROLE_QUERY_IN, QUERY, pair).masked_fill(~mask, PADDING)
+
+
+def segment_mask(segment: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) attention mask: a token reads only real tokens of its own segment (padding reads all)."""
+    same = segment[:, :, None] == segment[:, None, :]
+    return (same | ~mask[:, :, None])[:, None]
+
+
+def task_code(states: torch.Tensor, segment: torch.Tensor, n_pairs: int) -> torch.Tensor:
+    """(B, S, D) encoder states, (B, S) segments -> (B, D) task code.
+
+    Masked mean over each pair's tokens gives a pair code; the mean over the episode's real pairs (episodes with
+    fewer demonstrations than the batch's widest have fewer) gives the task code.
     """
-    return set_mean(set_mean(pair_states, pair_mask), pair_mask.any(-1))
+    member = segment[:, None, :] == torch.arange(n_pairs, device=segment.device)[None, :, None]  # (B, P, S)
+    pair_codes = member.to(states.dtype) @ states / member.sum(-1, keepdim=True).clamp(min=1)  # (B, P, D)
+    return set_mean(pair_codes, member.any(-1))
 
 
 class Champion(EncoderDecoder):
@@ -51,21 +70,13 @@ class Champion(EncoderDecoder):
         self.bridge.apply(self._init_weights)
 
     def encode(self, batch: tk.Batch, canon: ColourCanon | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        B, P, L = batch.pair.shape
-        D = self.config.d_model
-        pair = canon.apply(batch.pair) if canon else batch.pair
-        flat = (
-            t.reshape(B * P, L)
-            for t in (pair, batch.pair_row, batch.pair_col, batch.pair_role, batch.pair_mask)
-        )
-        pair_states = self.encode_tokens(*flat, pos1d=False).view(B, P, L, D)
-        query = canon.apply(batch.query) if canon else batch.query
-        role = torch.full_like(query, tk.ROLE_QUERY_IN)
-        query_states = self.encode_tokens(
-            query, batch.query_row, batch.query_col, role, batch.query_mask, pos1d=False
-        )
-        memory = torch.cat([query_states, pair_states.view(B, P * L, D)], 1)  # (B, Q + P*L, D)
-        mask = torch.cat([batch.query_mask, batch.pair_mask.view(B, P * L)], 1)
-        code = self.bridge(task_code(pair_states, batch.pair_mask)).view(B, -1, 1, D)  # (B, layers, 1, D)
-        mask = torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
+        # One pass over the packed source with a block-diagonal mask encodes every pair, and the query input,
+        # on its own: no pair padding, and no position or attention links one pair to another.
+        src = canon.apply(batch.src) if canon else batch.src
+        segment = pair_segments(batch.src, batch.src_role, batch.src_mask)
+        x = self.embed_source(src, batch.src_row, batch.src_col, batch.src_role, pos1d=False)
+        memory = self.run_encoder(x, segment_mask(segment, batch.src_mask))  # (B, S, D)
+        n_pairs = int(segment.max()) + 1
+        code = self.bridge(task_code(memory, segment, n_pairs)).view(len(batch), -1, 1, memory.shape[-1])
+        mask = torch.cat([torch.ones_like(batch.src_mask[:, :1]), batch.src_mask], 1)
         return [(torch.cat([code[:, i], memory], 1), mask) for i in range(len(self.decoder))]

@@ -49,15 +49,16 @@ class EncoderDecoder(ArcModel):
 
     # encoder --------------------------------------------------------------------------------------------
 
-    def encode_tokens(self, tokens, row, col, role, mask, pos1d: bool = True) -> torch.Tensor:
-        """Encoder states (N, L, D) of token sequences (N, L) with their positions, roles and real mask."""
+    def embed_source(self, tokens, row, col, role, pos1d: bool = True) -> torch.Tensor:
+        """Encoder input (B, S, D): token + role (+ 1D sinusoidal position) (+ Grid2D row/col)."""
         x = self.tok_emb(tokens) + self.role_emb(role)
         if pos1d:
             x = x + sinusoidal(torch.arange(tokens.shape[1], device=tokens.device), self.config.d_model)
         if self.grid is not None:
             x = x + self.grid(row, col)
-        x = self.drop(x)
-        attn_mask = key_mask(mask)
+        return self.drop(x)
+
+    def run_encoder(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         for block in self.encoder:
             x = block(x, mask=attn_mask)
         return self.ln_enc(x)
@@ -65,7 +66,8 @@ class EncoderDecoder(ArcModel):
     def encode(self, batch: tk.Batch, canon: ColourCanon | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One (memory (B, M, D), memory mask (B, M)) per decoder layer."""
         src = canon.apply(batch.src) if canon else batch.src
-        memory = self.encode_tokens(src, batch.src_row, batch.src_col, batch.src_role, batch.src_mask)
+        x = self.embed_source(src, batch.src_row, batch.src_col, batch.src_role)
+        memory = self.run_encoder(x, key_mask(batch.src_mask))  # (B, S, D)
         return [(memory, batch.src_mask)] * len(self.decoder)
 
     def canon(self, batch: tk.Batch) -> ColourCanon | None:
