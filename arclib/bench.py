@@ -38,10 +38,13 @@ def matmul_peak_flops(n: int = 1024, repeats: int = 20) -> float:
     return 2 * n**3 / best
 
 
-def padding_fraction(batch: Batch) -> float:
-    """Padded share of the token slots the models compute on (source and target; all five read the same)."""
-    real = batch.src_mask.sum().item() + (batch.tgt_out != PAD).sum().item()
-    return 1 - real / (batch.src_mask.numel() + batch.tgt_out.numel())
+def epoch_padding_fraction(datamodule) -> float:
+    """Padded share of all token slots over one whole training epoch, as the sampler batches it."""
+    real = slots = 0
+    for batch in datamodule.train_dataloader():
+        real += batch.src_mask.sum().item() + (batch.tgt_out != PAD).sum().item()
+        slots += batch.src_mask.numel() + batch.tgt_out.numel()
+    return 1 - real / slots
 
 
 def real_tokens(batch: Batch) -> int:
@@ -90,7 +93,7 @@ def bench_experiment(name: str, profile: str, warmup: int, steps: int, gen_episo
         "train_tokens_per_s": tokens / seconds,
         "seconds_per_step": seconds / len(measured),
         "model_flops_per_s": flops_per_token * tokens / seconds,
-        "padding_fraction": sum(padding_fraction(b) for b in measured) / len(measured),
+        "padding_fraction": epoch_padding_fraction(datamodule),
         "generation_grids_per_s": len(episodes_gen) / gen_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

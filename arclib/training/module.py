@@ -95,7 +95,8 @@ class ArcLitModule(L.LightningModule):
                 self.log(f"{prefix}_token_acc", correct / count, sync_dist=sync)
         if self.trainer.sanity_checking or self.hparams.generate_per_task <= 0:
             return
-        if self.current_epoch % self.hparams.generate_every_n_epochs == 0:
+        last_epoch = self.current_epoch + 1 == self.trainer.max_epochs
+        if (self.current_epoch + 1) % self.hparams.generate_every_n_epochs == 0 or last_epoch:
             self._log_generation_metrics()
 
     def _log_generation_metrics(self) -> None:
