@@ -76,19 +76,26 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(lab):
+def browser(lab):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(240_000)
-        yield page
+        yield browser
         browser.close()
 
 
+@pytest.fixture
+def page(browser):
+    """A fresh page per test, so one notebook's kernel status cannot be mistaken for another's."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(240_000)
+    yield page
+    page.close()
+
+
 def run_all(page, lab, notebook: str) -> None:
-    page.goto(f"{lab}/lab/tree/{notebook}?token={TOKEN}")
+    page.goto(f"{lab}/lab/tree/{notebook}?reset&token={TOKEN}")  # reset: open only this notebook
     page.wait_for_selector("text=Python 3 (ipykernel) | Idle")  # the kernel is really connected
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
