@@ -1,12 +1,12 @@
 """Command line: `python -m arclib <command>`.
 
-  tasks verify            every solver against every real ARC-AGI-1 pair of its task
-  data generate | check   write or validate data/tasks, data/heldout and data/splits
-  models                  parameter counts of the five models
-  fit ...                 LightningCLI training (python -m arclib fit --config configs/exp_3_champion.yaml)
-  evaluate ...            ARC-style scoring of a checkpoint (pass@2, voting, test-time training)
-  bench                   training and generation throughput of each experiment
-  ablation                train every experiment in a profile and write the analysis report
+tasks verify            every solver against every real ARC-AGI-1 pair of its task
+data generate | check   write or validate data/tasks, data/heldout and data/splits
+models                  parameter counts of the five models
+fit ...                 LightningCLI training (python -m arclib fit --config configs/exp_3_champion.yaml)
+evaluate ...            ARC-style scoring of a checkpoint (pass@2, voting, test-time training)
+bench                   training and generation throughput of each experiment
+ablation                train every experiment in a profile and write the analysis report
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def _models(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "fit":  # LightningCLI parses its own arguments (from sys.argv when run as a command)
+    if (
+        argv and argv[0] == "fit"
+    ):  # LightningCLI parses its own arguments (from sys.argv when run as a command)
         from arclib.training.cli import make_cli
 
         make_cli(None if from_command_line else argv)
@@ -61,10 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("evaluate", "bench", "ablation"):
         import importlib
 
-        module = {"evaluate": "arclib.evaluation.cli", "bench": "arclib.bench", "ablation": "arclib.ablation"}[argv[0]]
+        module = {
+            "evaluate": "arclib.evaluation.cli",
+            "bench": "arclib.bench",
+            "ablation": "arclib.ablation",
+        }[argv[0]]
         return importlib.import_module(module).main(argv[1:])
 
-    parser = argparse.ArgumentParser(prog="python -m arclib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m arclib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     tasks = sub.add_parser("tasks", help="task solvers")
     tasks.add_argument("action", choices=["verify"])
@@ -74,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--data-dir", default=None)
     data.add_argument("--n", type=int, default=400, help="examples per task")
     data.add_argument("--seed", type=int, default=307)
-    data.add_argument("--widen", type=float, default=0.0, help="0 = like the real tasks, up to 1 = wider ranges")
+    data.add_argument(
+        "--widen", type=float, default=0.0, help="0 = like the real tasks, up to 1 = wider ranges"
+    )
     data.set_defaults(func=_data)
     models = sub.add_parser("models", help="parameter table")
     models.set_defaults(func=_models)

@@ -54,7 +54,12 @@ def run_analysis_notebook(output_root: Path, profile: str) -> Path:
     nb = nbformat.read(ANALYSIS_NOTEBOOK, as_version=4)
     env = {"ARCLIB_OUTPUT_ROOT": str(output_root), "ARCLIB_PROFILE": profile}
     os.environ.update(env)
-    NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(ANALYSIS_NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=3600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ANALYSIS_NOTEBOOK.parent)}},
+    ).execute()
     executed = output_root / "checkpoints" / "analysis_executed.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, executed)

@@ -115,8 +115,12 @@ def format_table(rows: list[dict], peak: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arclib bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer steps: all five in under 3 minutes on 2 cores")
-    parser.add_argument("--profile", default="cpu", help="config profile giving model sizes and data (default cpu)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer steps: all five in under 3 minutes on 2 cores"
+    )
+    parser.add_argument(
+        "--profile", default="cpu", help="config profile giving model sizes and data (default cpu)"
+    )
     parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     parser.add_argument("--out", default=str(REPO_ROOT / "checkpoints" / "bench.json"))
     args = parser.parse_args(argv)

@@ -50,7 +50,16 @@ def lab(tmp_path_factory):
     settings.mkdir(parents=True, exist_ok=True)
     overrides = settings / "overrides.json"  # silences the news toast that covers the page
     if not overrides.exists():
-        overrides.write_text(json.dumps({"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}))
+        overrides.write_text(
+            json.dumps(
+                {
+                    "@jupyterlab/apputils-extension:notification": {
+                        "fetchNews": "false",
+                        "checkForUpdates": False,
+                    }
+                }
+            )
+        )
     port = free_port()
     server = subprocess.Popen(
         [
@@ -110,7 +119,9 @@ def wait_until_done(page) -> None:
         }""",
         timeout=300_000,
     )
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    errors = page.locator(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
+    )
     assert errors.count() == 0, errors.first.inner_text()[:2000]
 
 
@@ -144,7 +155,9 @@ def test_analysis_notebook_task_browser_predicts(lab, page):
         result = browser.locator(".arclib-prediction img").first
         result.wait_for()
         status = browser.locator(".arclib-status").inner_text()
-        assert options[1] in status and any(s in status for s in ("exact match", "wrong", "shape mismatch", "no valid"))
+        assert options[1] in status and any(
+            s in status for s in ("exact match", "wrong", "shape mismatch", "no valid")
+        )
     except Exception:
         shot(page, "analysis_notebook_failure")
         raise

@@ -22,7 +22,12 @@ class Exploit:
 
 def good_checkpoint() -> dict:
     module = ArcLitModule("exp_0_encoder_decoder", "tiny")
-    return {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "global_step": 3, "epoch": 0}
+    return {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "global_step": 3,
+        "epoch": 0,
+    }
 
 
 def test_round_trip_and_load_model(tmp_path):
@@ -63,7 +68,9 @@ def test_damaged_checkpoints_get_clear_errors(tmp_path, damage):
         path.unlink()
     with pytest.raises(CheckpointError, match="bad.ckpt") as e:
         load_model(path)
-    expected = {"missing": "not found", "not_a_checkpoint": "not a Lightning checkpoint"}.get(damage, "corrupt or truncated")
+    expected = {"missing": "not found", "not_a_checkpoint": "not a Lightning checkpoint"}.get(
+        damage, "corrupt or truncated"
+    )
     assert expected in str(e.value)
 
 

@@ -18,7 +18,9 @@ def test_generation_is_byte_identical_for_a_seed(tmp_path):
         generate_data(tmp_path / run, n=6, n_heldout=3, heldout_tasks=ids[:1])
     for rel in ("tasks/6d0aefbc.json", "tasks/a9f96cdd.json", "heldout/6d0aefbc.json", "manifest.json"):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
-    assert (tmp_path / "a/tasks/6d0aefbc.json").read_bytes() != (tmp_path / "a/heldout/6d0aefbc.json").read_bytes()
+    assert (tmp_path / "a/tasks/6d0aefbc.json").read_bytes() != (
+        tmp_path / "a/heldout/6d0aefbc.json"
+    ).read_bytes()
 
 
 def test_heldout_excludes_training_inputs():

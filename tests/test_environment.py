@@ -1,9 +1,9 @@
 """environment.yml is a thin wrapper over pyproject.toml; the CPU constraints pin torch."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,7 +14,9 @@ def test_environment_yml_installs_the_project_and_a_supported_python():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     deps = env["dependencies"]
     python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
-    minimum = tuple(int(v) for v in re.search(r">=\s*([\d.]+)", project["requires-python"]).group(1).split("."))
+    minimum = tuple(
+        int(v) for v in re.search(r">=\s*([\d.]+)", project["requires-python"]).group(1).split(".")
+    )
     assert tuple(int(v) for v in python.split("=")[1].split(".")) >= minimum
     pip = next(d["pip"] for d in deps if isinstance(d, dict))
     assert pip == ["-e .[dev]"]

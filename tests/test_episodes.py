@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from arclib.data.episodes import NO_AUGMENT, AugmentConfig, EpisodeBatchSampler, EpisodeDataset, EpisodePlanner
+from arclib.data.episodes import (
+    NO_AUGMENT,
+    AugmentConfig,
+    EpisodeBatchSampler,
+    EpisodeDataset,
+    EpisodePlanner,
+)
 from arclib.data.tokens import (
     BOS,
     EOS,
@@ -78,7 +84,9 @@ def test_training_fresh_each_epoch_validation_fixed():
 def test_ranks_shard_disjoint_batches():
     planner = EpisodePlanner(make_examples())
     shards = [list(EpisodeBatchSampler(planner, 4, seed=1, rank=r, world_size=2)) for r in range(2)]
-    assert len(shards[0]) == len(shards[1]) == len(EpisodeBatchSampler(planner, 4, seed=1, rank=0, world_size=2))
+    assert (
+        len(shards[0]) == len(shards[1]) == len(EpisodeBatchSampler(planner, 4, seed=1, rank=0, world_size=2))
+    )
     keys = [{(p.task_id, p.query) for b in s for p in b} for s in shards]
     assert not keys[0] & keys[1]
 
@@ -88,7 +96,9 @@ def test_bucketing_reduces_padding():
     bucketed = EpisodeBatchSampler(planner, 16, seed=0)
 
     def waste(batches):
-        return 1 - sum(p.length for b in batches for p in b) / sum(max(p.length for p in b) * len(b) for b in batches)
+        return 1 - sum(p.length for b in batches for p in b) / sum(
+            max(p.length for p in b) * len(b) for b in batches
+        )
 
     rng = np.random.default_rng(0)
     plans = planner.plans(rng, NO_AUGMENT)
@@ -117,7 +127,12 @@ def test_decoder_positions_follow_row_ends_for_any_width():
 
 
 def test_collate_targets_start_with_bos_and_end_with_eos():
-    ep = Episode("t", [(np.ones((1, 1), np.int8), np.ones((1, 1), np.int8))] * 2, np.zeros((1, 1), np.int8), np.full((1, 1), 4, np.int8))
+    ep = Episode(
+        "t",
+        [(np.ones((1, 1), np.int8), np.ones((1, 1), np.int8))] * 2,
+        np.zeros((1, 1), np.int8),
+        np.full((1, 1), 4, np.int8),
+    )
     b = collate([ep])
     assert b.tgt_in[0].tolist() == [BOS, 4, ROW] and b.tgt_out[0].tolist() == [4, ROW, EOS]
     assert b.src.shape == (1, 2 * 2 * 3 + 3) and b.query.tolist() == [[SEP_IN, 0, ROW]] and b.src_mask.all()
@@ -126,8 +141,15 @@ def test_collate_targets_start_with_bos_and_end_with_eos():
 def test_task_statistics():
     from arclib.data.stats import format_statistics, task_statistics
 
-    ex = {"t": [(np.zeros((2, 3), np.int8), np.ones((4, 3), np.int8)), (np.zeros((5, 1), np.int8), np.zeros((5, 1), np.int8))]}
+    ex = {
+        "t": [
+            (np.zeros((2, 3), np.int8), np.ones((4, 3), np.int8)),
+            (np.zeros((5, 1), np.int8), np.zeros((5, 1), np.int8)),
+        ]
+    }
     (row,) = task_statistics(ex)
     assert row["input_h"] == (2, 5) and row["output_h"] == (4, 5) and row["shape_changes"] == 0.5
-    assert row["colour_share"][0] == pytest.approx((6 + 5 + 5) / 28) and row["colour_share"].sum() == pytest.approx(1)
+    assert row["colour_share"][0] == pytest.approx((6 + 5 + 5) / 28) and row[
+        "colour_share"
+    ].sum() == pytest.approx(1)
     assert "t" in format_statistics([row])

@@ -5,7 +5,10 @@ import pytest
 
 from arclib.data.grids import GridError, Task, as_grid, load_task, save_task
 
-GOOD = {"train": [{"input": [[0, 1], [2, 3]], "output": [[1]]}], "test": [{"input": [[5]], "output": [[9, 9]]}]}
+GOOD = {
+    "train": [{"input": [[0, 1], [2, 3]], "output": [[1]]}],
+    "test": [{"input": [[5]], "output": [[9, 9]]}],
+}
 
 
 def write(tmp_path, obj, name="t.json"):

@@ -299,7 +299,9 @@ def test_task_code_aggregator():
     torch.manual_seed(0)
     states = torch.randn(2, 9, 4)
     # episode 0: pair 0 (3 tokens), pair 1 (2 tokens), query (2), padding; episode 1: only pair 0, query
-    segment = torch.tensor([[0, 0, 0, 1, 1, QUERY, QUERY, PADDING, PADDING], [0, 0, QUERY, QUERY] + [PADDING] * 5])
+    segment = torch.tensor(
+        [[0, 0, 0, 1, 1, QUERY, QUERY, PADDING, PADDING], [0, 0, QUERY, QUERY] + [PADDING] * 5]
+    )
     code = task_code(states, segment, n_pairs=2)
     expected0 = (states[0, :3].mean(0) + states[0, 3:5].mean(0)) / 2  # the query and padding are left out
     torch.testing.assert_close(code, torch.stack([expected0, states[1, :2].mean(0)]))

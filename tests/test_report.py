@@ -9,7 +9,13 @@ import numpy as np
 import torch
 
 from arclib.evaluation.cli import Problem
-from arclib.evaluation.report import best_checkpoint, evaluate_model, exact_heatmap_data, format_markdown, write_report
+from arclib.evaluation.report import (
+    best_checkpoint,
+    evaluate_model,
+    exact_heatmap_data,
+    format_markdown,
+    write_report,
+)
 from arclib.training.checkpoints import AtomicCheckpointIO
 from arclib.training.module import ArcLitModule
 
@@ -18,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def save(path: Path, epoch: int, model_name: str = "exp_0_encoder_decoder") -> None:
     module = ArcLitModule(model_name, "tiny")
-    AtomicCheckpointIO().save_checkpoint({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": epoch}, path)
+    AtomicCheckpointIO().save_checkpoint(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": epoch}, path
+    )
 
 
 def test_best_checkpoint_is_the_lowest_monitored_loss(tmp_path):
@@ -30,8 +38,6 @@ def test_best_checkpoint_is_the_lowest_monitored_loss(tmp_path):
     run = best_checkpoint(d)
     assert run.best_epoch == 5 and run.monitor_value == 0.4 and run.monitor == "val_loss"
     assert best_checkpoint(tmp_path / "nothing") is None
-
-
 
 
 class FlatLogits(torch.nn.Module):
@@ -60,7 +66,20 @@ def test_evaluate_model_scores_free_generation(monkeypatch):
 
 
 def test_report_files_and_heatmap(tmp_path):
-    sets = {s: {"all": {"exact": 0.5, "pass2": 0.5, "shape": 1.0, "cell": 0.9, "change_recall": None, "loss": 0.1}, "t1": {"exact": 0.25}} for s in ("val", "heldout", "real18")}
+    sets = {
+        s: {
+            "all": {
+                "exact": 0.5,
+                "pass2": 0.5,
+                "shape": 1.0,
+                "cell": 0.9,
+                "change_recall": None,
+                "loss": 0.1,
+            },
+            "t1": {"exact": 0.25},
+        }
+        for s in ("val", "heldout", "real18")
+    }
     report = {"arc_dataset": "ARC-AGI-1", "per_task": 2, "views": 1, "missing": ["exp_-1_decoder_only"],
               "experiments": {"exp_0_encoder_decoder": {"parameters": 1000, "best_epoch": 2, "sets": sets}}, "_predictions": {}}  # fmt: skip
     json_path, md_path = write_report(report, tmp_path)
@@ -82,5 +101,9 @@ def test_bench_quick_prints_the_table(tmp_path):
     assert "fp32 matmul peak" in out.stdout and "exp_3_champion" in out.stdout
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     for row in rows:
-        assert row["train_tokens_per_s"] > 0 and 0 <= row["padding_fraction"] < 1 and row["model_flops_per_s"] > 0
+        assert (
+            row["train_tokens_per_s"] > 0
+            and 0 <= row["padding_fraction"] < 1
+            and row["model_flops_per_s"] > 0
+        )
         assert row["generation_grids_per_s"] > 0 and row["peak_rss_mb"] > 0

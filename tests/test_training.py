@@ -29,7 +29,9 @@ def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, popen=Non
         "--output_root", str(tmp_path), "--trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
     if popen is not None:
-        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+        return subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+        )
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if check:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -48,7 +50,11 @@ def test_trial69_recipe_from_the_configs(tmp_path):
     opt, sched = optimizer_config["optimizer"], optimizer_config["lr_scheduler"]["scheduler"]
     assert type(opt) is torch.optim.Adam
     group = opt.param_groups[0]
-    assert group["lr"] == 0.0018498849832733245 and group["betas"] == (0.95, 0.999) and group["weight_decay"] == 0
+    assert (
+        group["lr"] == 0.0018498849832733245
+        and group["betas"] == (0.95, 0.999)
+        and group["weight_decay"] == 0
+    )
     assert type(sched) is torch.optim.lr_scheduler.CosineAnnealingWarmRestarts
     assert (sched.T_0, sched.T_mult, sched.eta_min) == (6, 1, 1.6816632143867157e-06)
     assert trainer.gradient_clip_val == 1.0 and trainer.max_epochs == 100
@@ -57,7 +63,11 @@ def test_trial69_recipe_from_the_configs(tmp_path):
     stop = callbacks[EarlyStopping]
     assert stop.patience == 7 and stop.monitor == "val_loss"
     best = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.save_top_k == 3)
-    assert best.monitor == "val_loss" and best.save_last and best.dirpath == str(tmp_path / "checkpoints/exp_3_champion")
+    assert (
+        best.monitor == "val_loss"
+        and best.save_last
+        and best.dirpath == str(tmp_path / "checkpoints/exp_3_champion")
+    )
     assert callbacks[LearningRateMonitor].logging_interval == "epoch"
     assert {type(lg) for lg in trainer.loggers} == {TensorBoardLogger, CSVLogger}
     assert all("exp_3_champion/seed_307" in lg.log_dir for lg in trainer.loggers)
@@ -66,8 +76,14 @@ def test_trial69_recipe_from_the_configs(tmp_path):
 
 
 def test_monitor_can_be_the_heldout_loss(tmp_path):
-    exp = load_experiment("exp_0_encoder_decoder", "smoke", "--monitor", "heldout_loss", "--output_root", str(tmp_path))
-    monitored = [c.monitor for c in exp.trainer.callbacks if isinstance(c, (EarlyStopping, ModelCheckpoint)) and c.monitor]
+    exp = load_experiment(
+        "exp_0_encoder_decoder", "smoke", "--monitor", "heldout_loss", "--output_root", str(tmp_path)
+    )
+    monitored = [
+        c.monitor
+        for c in exp.trainer.callbacks
+        if isinstance(c, (EarlyStopping, ModelCheckpoint)) and c.monitor
+    ]
     assert monitored == ["heldout_loss", "heldout_loss"]
 
 

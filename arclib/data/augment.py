@@ -29,12 +29,21 @@ class Augmentation:
 
     @classmethod
     def random(
-        cls, rng: np.random.Generator, n_context: int = 0, dihedral: bool = True, colours: bool = True, order: bool = True
+        cls,
+        rng: np.random.Generator,
+        n_context: int = 0,
+        dihedral: bool = True,
+        colours: bool = True,
+        order: bool = True,
     ) -> Augmentation:
         return cls(
             dihedral=int(rng.integers(8)) if dihedral else 0,
-            colours=(0, *(int(c) for c in rng.permutation(np.arange(1, 10)))) if colours else IDENTITY_COLOURS,
-            context_order=tuple(int(i) for i in rng.permutation(n_context)) if order and n_context > 1 else None,
+            colours=(0, *(int(c) for c in rng.permutation(np.arange(1, 10))))
+            if colours
+            else IDENTITY_COLOURS,
+            context_order=tuple(int(i) for i in rng.permutation(n_context))
+            if order and n_context > 1
+            else None,
         )
 
     @property

@@ -57,7 +57,9 @@ class EpisodePlanner:
     def __init__(self, examples: Examples, n_context: int = 2):
         for task_id, pairs in examples.items():
             if len(pairs) < n_context + 1:
-                raise ValueError(f"task {task_id} has {len(pairs)} examples; an episode needs {n_context + 1}")
+                raise ValueError(
+                    f"task {task_id} has {len(pairs)} examples; an episode needs {n_context + 1}"
+                )
         self.n_context = n_context
         self.shapes = {t: np.array([(*x.shape, *y.shape) for x, y in pairs]) for t, pairs in examples.items()}
         self.queries = [(t, i) for t in sorted(examples) for i in range(len(examples[t]))]
@@ -66,7 +68,9 @@ class EpisodePlanner:
         n = len(self.shapes[task_id])
         others = rng.choice(n - 1, size=self.n_context, replace=False)
         context = tuple(int(i + (i >= query)) for i in others)  # skip the query itself
-        aug = Augmentation.random(rng, self.n_context, augment.dihedral, augment.colours, augment.context_order)
+        aug = Augmentation.random(
+            rng, self.n_context, augment.dihedral, augment.colours, augment.context_order
+        )
         s = self.shapes[task_id][:, [1, 0, 3, 2]] if aug.transposes else self.shapes[task_id]
         src = sum(_grid_len(*s[i, :2]) + _grid_len(*s[i, 2:]) for i in context) + _grid_len(*s[query, :2])
         return EpisodePlan(task_id, query, context, aug, int(src), int(_grid_len(*s[query, 2:])))
@@ -74,7 +78,9 @@ class EpisodePlanner:
     def query_list(self, per_task: int | None = None) -> list[tuple[str, int]]:
         return self.queries if per_task is None else [(t, i) for t, i in self.queries if i < per_task]
 
-    def plans(self, rng: np.random.Generator, augment: AugmentConfig, per_task: int | None = None) -> list[EpisodePlan]:
+    def plans(
+        self, rng: np.random.Generator, augment: AugmentConfig, per_task: int | None = None
+    ) -> list[EpisodePlan]:
         return [self.plan(t, i, rng, augment) for t, i in self.query_list(per_task)]
 
 
@@ -154,7 +160,9 @@ class EpisodeBatchSampler(Sampler):
             batches = self._fixed
         else:
             rng = np.random.default_rng([self.seed, 0, self.epoch])
-            batches = bucket_batches(self.planner.plans(rng, self.augment, self.per_task), self.batch_size, rng)
+            batches = bucket_batches(
+                self.planner.plans(rng, self.augment, self.per_task), self.batch_size, rng
+            )
         if self.max_batches is not None:
             batches = batches[: self.max_batches]
         n = len(batches) // self.world_size * self.world_size if self.world_size > 1 else len(batches)

@@ -30,7 +30,12 @@ def _key(x: np.ndarray) -> bytes:
 
 
 def generate_examples(
-    task_id: str, n: int, seed: int, widen: float = 0.0, exclude: set[bytes] = frozenset(), max_tries: int = 50
+    task_id: str,
+    n: int,
+    seed: int,
+    widen: float = 0.0,
+    exclude: set[bytes] = frozenset(),
+    max_tries: int = 50,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """n examples with distinct inputs (none in `exclude`), deterministic for (task_id, seed).
 
@@ -114,7 +119,9 @@ def check_data(data_dir: Path = DATA_DIR) -> list[str]:
             problems.append(str(e))
             continue
         if _sha256(path) != digest:
-            problems.append(f"{path}: sha256 differs from the manifest (edited or regenerated with other settings)")
+            problems.append(
+                f"{path}: sha256 differs from the manifest (edited or regenerated with other settings)"
+            )
         expected = manifest["examples_per_task"] if rel.startswith("tasks/") else manifest["heldout_per_task"]
         if len(task.train) != expected:
             problems.append(f"{path}: {len(task.train)} examples, expected {expected}")

@@ -70,7 +70,9 @@ class Task:
 def parse_task(obj, task_id: str, source: str = "<memory>") -> Task:
     """Validate an ARC task object; `source` (usually the file path) prefixes every error."""
     if not isinstance(obj, dict):
-        raise GridError(f"{source}: top level must be an object with 'train' and 'test', got {type(obj).__name__}")
+        raise GridError(
+            f"{source}: top level must be an object with 'train' and 'test', got {type(obj).__name__}"
+        )
     if "train" not in obj:
         raise GridError(f"{source}: missing key 'train'")
     splits = {}
@@ -84,7 +86,9 @@ def parse_task(obj, task_id: str, source: str = "<memory>") -> Task:
         for k, pair in enumerate(pairs):
             if not isinstance(pair, dict) or "input" not in pair or "output" not in pair:
                 raise GridError(f"{source}: {split} pair {k} must be an object with 'input' and 'output'")
-            parsed.append(tuple(as_grid(pair[g], f"{source}: {split} pair {k} {g}") for g in ("input", "output")))
+            parsed.append(
+                tuple(as_grid(pair[g], f"{source}: {split} pair {k} {g}") for g in ("input", "output"))
+            )
         splits[split] = parsed
     return Task(task_id, splits["train"], splits["test"])
 

@@ -31,7 +31,9 @@ def task_statistics(examples: dict[str, list[tuple[np.ndarray, np.ndarray]]]) ->
 
 
 def format_statistics(rows: list[dict]) -> str:
-    lines = [f"{'task':9} {'n':>4} {'input h':>8} {'input w':>8} {'output h':>9} {'output w':>9} {'shape chg':>9} {'cells':>6}"]
+    lines = [
+        f"{'task':9} {'n':>4} {'input h':>8} {'input w':>8} {'output h':>9} {'output w':>9} {'shape chg':>9} {'cells':>6}"
+    ]
     for r in rows:
         rng = {k: f"{r[k][0]}-{r[k][1]}" for k in ("input_h", "input_w", "output_h", "output_w")}
         lines.append(

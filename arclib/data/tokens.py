@@ -50,7 +50,13 @@ def tokens_to_grid(tokens) -> np.ndarray | None:
             row.append(t)
         else:
             return None
-    if row or not rows or any(len(r) != len(rows[0]) for r in rows) or len(rows) > MAX_SIDE or len(rows[0]) > MAX_SIDE:
+    if (
+        row
+        or not rows
+        or any(len(r) != len(rows[0]) for r in rows)
+        or len(rows) > MAX_SIDE
+        or len(rows[0]) > MAX_SIDE
+    ):
         return None
     return np.asarray(rows, dtype=np.int8)
 
@@ -132,7 +138,11 @@ def _pad(seqs: list[np.ndarray], value: int, length: int | None = None) -> torch
 
 def episode_sequences(ep: Episode) -> dict[str, tuple]:
     """Per-episode numpy sequences (tokens, rows, cols, roles) for src and the query input, plus target."""
-    segments = [_grid_segment(g, role, sep) for x, y in ep.context for g, role, sep in ((x, ROLE_CTX_IN, SEP_IN), (y, ROLE_CTX_OUT, SEP_OUT))]
+    segments = [
+        _grid_segment(g, role, sep)
+        for x, y in ep.context
+        for g, role, sep in ((x, ROLE_CTX_IN, SEP_IN), (y, ROLE_CTX_OUT, SEP_OUT))
+    ]
     query = _grid_segment(ep.query_input, ROLE_QUERY_IN, SEP_IN)
     src = _concat([*segments, query])
     if ep.query_output is not None:

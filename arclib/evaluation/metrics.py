@@ -18,11 +18,20 @@ import numpy as np
 METRICS = ("exact", "shape", "cell", "change_recall", "change_precision", "copy")
 
 
-def grid_metrics(pred: np.ndarray | None, target: np.ndarray, query_input: np.ndarray) -> dict[str, float | None]:
+def grid_metrics(
+    pred: np.ndarray | None, target: np.ndarray, query_input: np.ndarray
+) -> dict[str, float | None]:
     same_in_out = query_input.shape == target.shape
     if pred is None:  # the model wrote no valid rectangle
         zero = 0.0 if same_in_out else None
-        return {"exact": 0.0, "shape": 0.0, "cell": 0.0, "change_recall": zero, "change_precision": zero, "copy": 0.0}
+        return {
+            "exact": 0.0,
+            "shape": 0.0,
+            "cell": 0.0,
+            "change_recall": zero,
+            "change_precision": zero,
+            "copy": 0.0,
+        }
     shape_ok = pred.shape == target.shape
     correct = (pred == target) if shape_ok else None
     m = {

@@ -44,7 +44,9 @@ class Run:
 
 def best_checkpoint(ckpt_dir: Path) -> Run | None:
     """The checkpoint with the lowest monitored loss in its name; last.ckpt if none is named so."""
-    scored = [(float(m.group(2)), m.group(1), p) for p in ckpt_dir.glob("*.ckpt") if (m := _SCORE.search(p.name))]
+    scored = [
+        (float(m.group(2)), m.group(1), p) for p in ckpt_dir.glob("*.ckpt") if (m := _SCORE.search(p.name))
+    ]
     if scored:
         value, monitor, path = min(scored)
     elif (ckpt_dir / "last.ckpt").exists():
@@ -78,7 +80,9 @@ def teacher_forced_loss(model, episodes: list[Episode], batch_size: int = 32) ->
     for s in range(0, len(episodes), batch_size):
         batch = collate(episodes[s : s + batch_size])
         logits = model(batch)
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt_out, ignore_index=PAD, reduction="sum")
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), batch.tgt_out, ignore_index=PAD, reduction="sum"
+        )
         total += float(nll)
         count += int((batch.tgt_out != PAD).sum())
     return total / max(count, 1)
@@ -86,12 +90,22 @@ def teacher_forced_loss(model, episodes: list[Episode], batch_size: int = 32) ->
 
 def evaluate_model(model, problems: list[Problem], views: int = 1, seed: int = 0) -> dict:
     """Pooled ("all") and per-task metrics of one model on one evaluation set, plus every prediction."""
-    episodes = [Episode(p.task_id, p.demos, x, y) for p in problems for x, y in zip(p.test_inputs, p.test_outputs)]
+    episodes = [
+        Episode(p.task_id, p.demos, x, y) for p in problems for x, y in zip(p.test_inputs, p.test_outputs)
+    ]
     queries = [Episode(e.task_id, e.context, e.query_input) for e in episodes]  # the target is never shown
     results = predict_with_voting(model_predictor(model), queries, views, seed)
-    rows = [(e.task_id, grid_metrics(r.identity[0], e.query_output, e.query_input)) for e, r in zip(episodes, results)]
+    rows = [
+        (e.task_id, grid_metrics(r.identity[0], e.query_output, e.query_input))
+        for e, r in zip(episodes, results)
+    ]
     metrics = aggregate(rows)
-    per_task = task_scores([score_output(e.task_id, r.voted_attempts, e.query_output, e.query_input) for e, r in zip(episodes, results)])
+    per_task = task_scores(
+        [
+            score_output(e.task_id, r.voted_attempts, e.query_output, e.query_input)
+            for e, r in zip(episodes, results)
+        ]
+    )
     for task_id, scores in per_task.items():
         metrics[task_id]["pass2"] = scores["pass2"]
     metrics["all"]["pass2"] = overall_score(per_task)["pass2"]  # ARC's mean over tasks
@@ -151,7 +165,9 @@ def format_markdown(report: dict) -> str:
         for name, entry in report["experiments"].items():
             m = entry["sets"][set_name]["all"]
             cells = [f"{m[k]:.3f}" if m.get(k) is not None else "n/a" for k in TABLE_METRICS]
-            lines.append(f"| {name} | {entry['parameters']:,} | {entry['best_epoch']} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {name} | {entry['parameters']:,} | {entry['best_epoch']} | " + " | ".join(cells) + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -174,5 +190,10 @@ def exact_heatmap_data(report: dict, set_name: str) -> tuple[list[str], list[str
     """(experiments, tasks, exact accuracy matrix) for the experiments x tasks heatmap."""
     names = list(report["experiments"])
     tasks = sorted({t for e in report["experiments"].values() for t in e["sets"][set_name] if t != "all"})
-    matrix = np.array([[report["experiments"][n]["sets"][set_name].get(t, {}).get("exact", np.nan) for t in tasks] for n in names])
+    matrix = np.array(
+        [
+            [report["experiments"][n]["sets"][set_name].get(t, {}).get("exact", np.nan) for t in tasks]
+            for n in names
+        ]
+    )
     return names, tasks, matrix

@@ -44,7 +44,13 @@ def voting_and_ttt_table(
         results = predict_with_voting(model_predictor(model), episodes, views)
         val_index = [i for i, e in enumerate(episodes) if e.task_id in val_ids]
         val_results = [results[i] for i in val_index]
-        ttt = [r for p in val_problems for r in ttt_predict(model, p.task_id, p.demos, p.test_inputs, TTTConfig(steps=ttt_steps), n_views=views)]
+        ttt = [
+            r
+            for p in val_problems
+            for r in ttt_predict(
+                model, p.task_id, p.demos, p.test_inputs, TTTConfig(steps=ttt_steps), n_views=views
+            )
+        ]
         cells = [
             _pass2(problems, results, "identity_attempts"),
             _pass2(problems, results, "voted_attempts"),

@@ -79,7 +79,9 @@ def load_model(path: str | os.PathLike):
     if not isinstance(hparams, dict) or "model_name" not in hparams:
         raise CheckpointError(f"{path}: no arclib hyper-parameters; was it written by arclib?")
     accepted = inspect.signature(ArcLitModule.__init__).parameters
-    module = ArcLitModule(**{k: v for k, v in hparams.items() if k in accepted})  # LightningCLI adds its own keys
+    module = ArcLitModule(
+        **{k: v for k, v in hparams.items() if k in accepted}
+    )  # LightningCLI adds its own keys
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:

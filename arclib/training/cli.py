@@ -57,8 +57,12 @@ def _share_log_version(loggers) -> None:
 class ArcCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--monitor", default="val_loss", choices=["val_loss", "heldout_loss"])
-        parser.add_argument("--checkpoint_every_n_steps", type=int, default=50, help="mid-epoch last.ckpt interval")
-        parser.add_argument("--output_root", default=None, help="folder for checkpoints/ and runs/ (default: repo root)")
+        parser.add_argument(
+            "--checkpoint_every_n_steps", type=int, default=50, help="mid-epoch last.ckpt interval"
+        )
+        parser.add_argument(
+            "--output_root", default=None, help="folder for checkpoints/ and runs/ (default: repo root)"
+        )
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -86,8 +90,8 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> ArcCLI:
     with warnings.catch_warnings():  # in a notebook sys.argv holds the kernel's own arguments, not ours
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return ArcCLI(
-        ArcLitModule,
-        ArcDataModule,
+            ArcLitModule,
+            ArcDataModule,
             args=args,
             run=run,
             parser_kwargs=base if not run else {cmd: base for cmd in ("fit", "validate", "test", "predict")},
@@ -107,4 +111,7 @@ def load_experiment(experiment: str, profile: str = "cpu", *overrides: str) -> A
     if not path.exists():
         known = sorted(p.stem for p in CONFIG_DIR.glob("exp_*.yaml"))
         raise FileNotFoundError(f"{path}: no such experiment config; known: {', '.join(known)}")
-    return make_cli(["--config", str(path), "--config", str(CONFIG_DIR / "profiles" / f"{profile}.yaml"), *overrides], run=False)
+    return make_cli(
+        ["--config", str(path), "--config", str(CONFIG_DIR / "profiles" / f"{profile}.yaml"), *overrides],
+        run=False,
+    )

@@ -53,7 +53,11 @@ class ArcDataModule(L.LightningDataModule):
         else:
             val = load_examples(self.data_dir / "tasks", self.split["val"])
         heldout_ids = [t for t in self.split["train"] if (self.data_dir / "heldout" / f"{t}.json").exists()]
-        self.examples = {"train": train, "val": val, "heldout": load_examples(self.data_dir / "heldout", heldout_ids)}
+        self.examples = {
+            "train": train,
+            "val": val,
+            "heldout": load_examples(self.data_dir / "heldout", heldout_ids),
+        }
         self.planners = {k: EpisodePlanner(v, hp.n_context) for k, v in self.examples.items()}
 
     def _rank(self) -> tuple[int, int]:

@@ -61,7 +61,9 @@ class ArcLitModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
+        )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             optimizer, T_0=hp.scheduler_t0, T_mult=hp.scheduler_t_mult, eta_min=hp.eta_min
         )
@@ -76,7 +78,9 @@ class ArcLitModule(L.LightningModule):
         logits = self.model(batch)  # (B, T, V)
         target = batch.tgt_out
         real = target != PAD
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD, reduction="none")
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), target, ignore_index=PAD, reduction="none"
+        )
         correct = (logits.argmax(-1) == target) & real
         sums = self._val_sums[VAL_SETS[dataloader_idx]]
         for i, task_id in enumerate(batch.task_ids):  # per-task sums of (nll, correct tokens, real tokens)
@@ -91,7 +95,9 @@ class ArcLitModule(L.LightningModule):
                     continue
                 prefix = f"{name}" if key == "all" else f"{name}/{key}"
                 sync = key == "all"
-                self.log(f"{prefix}_loss", nll / count, sync_dist=sync, prog_bar=key == "all" and name == "val")
+                self.log(
+                    f"{prefix}_loss", nll / count, sync_dist=sync, prog_bar=key == "all" and name == "val"
+                )
                 self.log(f"{prefix}_token_acc", correct / count, sync_dist=sync)
         if self.trainer.sanity_checking or self.hparams.generate_per_task <= 0:
             return
@@ -106,9 +112,15 @@ class ArcLitModule(L.LightningModule):
             if not episodes:
                 continue
             preds = predict_grids(self.model, episodes)
-            rows = [(ep.task_id, grid_metrics(p, ep.query_output, ep.query_input)) for ep, (p, _) in zip(episodes, preds)]
+            rows = [
+                (ep.task_id, grid_metrics(p, ep.query_output, ep.query_input))
+                for ep, (p, _) in zip(episodes, preds)
+            ]
             for key, metrics in aggregate(rows).items():
                 prefix = name if key == "all" else f"{name}/{key}"
                 for metric, value in metrics.items():
-                    self.log(f"{prefix}_gen_{metric}", value, prog_bar=(key == "all" and metric == "exact" and name == "val"))
-
+                    self.log(
+                        f"{prefix}_gen_{metric}",
+                        value,
+                        prog_bar=(key == "all" and metric == "exact" and name == "val"),
+                    )

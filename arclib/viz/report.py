@@ -16,8 +16,15 @@ def plot_exact_heatmap(report: dict, set_name: str = "heldout"):
     im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for (i, j), v in np.ndenumerate(matrix):
         if np.isfinite(v):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.5 else "black")
-    ax.set(xticks=range(len(tasks)), yticks=range(len(names)), yticklabels=names, title=f"exact grid accuracy: {set_name}")
+            ax.text(
+                j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.5 else "black"
+            )
+    ax.set(
+        xticks=range(len(tasks)),
+        yticks=range(len(names)),
+        yticklabels=names,
+        title=f"exact grid accuracy: {set_name}",
+    )
     ax.set_xticklabels(tasks, rotation=60, ha="right")
     fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
@@ -42,5 +49,8 @@ def plot_ablation_bars(report: dict, metric: str = "exact"):
 
 def latest_metrics_csv(runs_dir: Path, experiment: str, seed: int = 307) -> Path | None:
     """metrics.csv of the newest version of an experiment's run directory, if any."""
-    versions = sorted((runs_dir / experiment / f"seed_{seed}").glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    versions = sorted(
+        (runs_dir / experiment / f"seed_{seed}").glob("version_*/metrics.csv"),
+        key=lambda p: p.stat().st_mtime,
+    )
     return versions[-1] if versions else None

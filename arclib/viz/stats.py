@@ -13,9 +13,13 @@ def plot_task_statistics(rows: list[dict]):
     """Left: colour share per task (tasks x colours). Right: mean cells per example."""
     tasks = [r["task"] for r in rows]
     share = np.stack([r["colour_share"] for r in rows])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.35 * len(rows) + 1.5), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(12, 0.35 * len(rows) + 1.5), gridspec_kw={"width_ratios": [3, 2]}
+    )
     im = ax1.imshow(share, cmap="viridis", aspect="auto")
-    ax1.set(xticks=range(10), yticks=range(len(tasks)), yticklabels=tasks, xlabel="colour", title="colour share")
+    ax1.set(
+        xticks=range(10), yticks=range(len(tasks)), yticklabels=tasks, xlabel="colour", title="colour share"
+    )
     fig.colorbar(im, ax=ax1, fraction=0.04)
     ax2.barh(tasks, [r["mean_cells"] for r in rows], color="#0074D9")
     ax2.invert_yaxis()

@@ -8,7 +8,7 @@ input from the task's distribution; `widen` in [0, 1] widens sizes/counts beyond
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 
 from arclib.data.tasks.base import TaskGenerator
 
@@ -19,7 +19,7 @@ TASK_IDS = (
 )  # fmt: skip
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_generator(task_id: str) -> TaskGenerator:
     if task_id not in TASK_IDS:
         raise KeyError(f"no generator for task {task_id!r}; the study's tasks are {', '.join(TASK_IDS)}")

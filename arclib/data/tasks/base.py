@@ -32,7 +32,9 @@ class TaskGenerator:
     sample_input: Callable[[np.random.Generator, float], Grid]
     changes_shape: bool = False
 
-    def generate(self, rng: np.random.Generator, widen: float = 0.0, max_tries: int = 100) -> tuple[Grid, Grid]:
+    def generate(
+        self, rng: np.random.Generator, widen: float = 0.0, max_tries: int = 100
+    ) -> tuple[Grid, Grid]:
         """A fresh (input, output) example; deterministic for the state of `rng`."""
         for _ in range(max_tries):
             x = np.asarray(self.sample_input(rng, widen), dtype=np.int8)
@@ -42,4 +44,6 @@ class TaskGenerator:
             except DegenerateExample:
                 continue
             return x, y
-        raise RuntimeError(f"task {self.task_id}: no valid example in {max_tries} draws; the sampler is broken")
+        raise RuntimeError(
+            f"task {self.task_id}: no valid example in {max_tries} draws; the sampler is broken"
+        )
