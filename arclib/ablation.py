@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from arclib.data.grids import atomic_write_text
+from arclib.fileio import atomic_write_text
 from arclib.models import MODEL_NAMES
 from arclib.training.cli import CONFIG_DIR, PROFILES, REPO_ROOT
 

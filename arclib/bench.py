@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from arclib.data.grids import atomic_write_text
 from arclib.data.tokens import PAD, Batch
 from arclib.evaluation.predict import predict_grids
+from arclib.fileio import atomic_write_text
 from arclib.models import MODEL_NAMES, count_parameters
 from arclib.training.cli import REPO_ROOT, load_experiment
 

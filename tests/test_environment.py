@@ -3,7 +3,6 @@
 import re
 from pathlib import Path
 
-import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,12 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_environment_yml_installs_the_project_and_a_supported_python():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requires = re.search(r'requires-python\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
     deps = env["dependencies"]
     python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
-    minimum = tuple(
-        int(v) for v in re.search(r">=\s*([\d.]+)", project["requires-python"]).group(1).split(".")
-    )
+    minimum = tuple(int(v) for v in re.search(r">=\s*([\d.]+)", requires).group(1).split("."))
     assert tuple(int(v) for v in python.split("=")[1].split(".")) >= minimum
     pip = next(d["pip"] for d in deps if isinstance(d, dict))
     assert pip == ["-e .[dev]"]

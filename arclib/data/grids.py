@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from arclib.fileio import atomic_write_text
 
 MAX_SIDE = 30
 N_COLOURS = 10
@@ -102,22 +103,6 @@ def load_task(path: str | os.PathLike) -> Task:
     except json.JSONDecodeError as e:
         raise GridError(f"{path}: not valid JSON ({e})") from None
     return parse_task(obj, path.stem, str(path))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a truncated file in place of a good one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_task(task: Task, path: str | os.PathLike) -> None:

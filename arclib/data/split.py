@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from arclib.data.grids import atomic_write_text
 from arclib.data.tasks import TASK_IDS
+from arclib.fileio import atomic_write_text
 
 SPLIT_STRATEGIES = ("seed", "random", "by_example")
 N_VAL_TASKS = 4

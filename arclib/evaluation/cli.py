@@ -34,13 +34,14 @@ from tqdm.auto import tqdm
 from arclib.data.arc import ARC_DATASET, load_arc_task
 from arclib.data.episodes import NO_AUGMENT, EpisodeDataset, EpisodePlanner
 from arclib.data.generate import DATA_DIR, load_examples
-from arclib.data.grids import atomic_write_text, grid_to_list
+from arclib.data.grids import grid_to_list
 from arclib.data.split import task_split
 from arclib.data.tasks import TASK_IDS
 from arclib.data.tokens import Episode
 from arclib.evaluation.arc_score import overall_score, score_output, task_scores
 from arclib.evaluation.ttt import TTTConfig, inputs_only, ttt_predict
 from arclib.evaluation.voting import VoteResult, model_predictor, predict_with_voting
+from arclib.fileio import atomic_write_text
 
 Pair = tuple[np.ndarray, np.ndarray]
 GENERATED_SETS = ("val", "heldout")

@@ -19,12 +19,12 @@ import torch
 
 from arclib.data.arc import ARC_DATASET
 from arclib.data.generate import DATA_DIR
-from arclib.data.grids import atomic_write_text
 from arclib.data.tokens import PAD, Episode, collate
 from arclib.evaluation.arc_score import overall_score, score_output, task_scores
 from arclib.evaluation.cli import Problem, load_problems
 from arclib.evaluation.metrics import aggregate, grid_metrics
 from arclib.evaluation.voting import model_predictor, predict_with_voting
+from arclib.fileio import atomic_write_text
 from arclib.models import MODEL_NAMES, count_parameters
 from arclib.training.checkpoints import load_checkpoint, load_model
 

@@ -41,11 +41,10 @@ def context_indices(n_examples: int, query: int, n_context: int, seed: int) -> l
 
 
 def load_checkpoint_model(path: str | Path):
-    """The network inside a Lightning checkpoint of ArcLitModule, on the CPU."""
-    # Imported here so the browser works with in-memory models before (or without) the models package.
-    from arclib.training.module import ArcLitModule
+    """The network inside a checkpoint, on the CPU, loaded without executing pickled code."""
+    from arclib.training.checkpoints import load_model
 
-    return ArcLitModule.load_from_checkpoint(path, map_location="cpu").model
+    return load_model(path).model
 
 
 def _set_options(dropdown: widgets.Dropdown, options: list[str]) -> None:
