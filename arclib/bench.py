@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     parser.add_argument("--out", default=str(REPO_ROOT / "checkpoints" / "bench.json"))
     args = parser.parse_args(argv)
-    warmup, steps, gen = (1, 3, 16) if args.quick else (2, 10, 64)
+    warmup, steps, gen = (1, 2, 16) if args.quick else (2, 10, 64)
     torch.manual_seed(0)
     peak = matmul_peak_flops()
     rows = []

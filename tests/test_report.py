@@ -81,11 +81,14 @@ def test_report_files_and_heatmap(tmp_path):
         for s in ("val", "heldout", "real18")
     }
     report = {"arc_dataset": "ARC-AGI-1", "per_task": 2, "views": 1, "missing": ["exp_-1_decoder_only"],
-              "experiments": {"exp_0_encoder_decoder": {"parameters": 1000, "best_epoch": 2, "sets": sets}}, "_predictions": {}}  # fmt: skip
+              "experiments": {"exp_0_encoder_decoder": {"parameters": 1000, "best_epoch": 2, "monitor": "val_loss", "monitor_value": 0.25, "sets": sets}}, "_predictions": {}}  # fmt: skip
     json_path, md_path = write_report(report, tmp_path)
     assert json.loads(json_path.read_text())["experiments"]["exp_0_encoder_decoder"]["best_epoch"] == 2
     md = md_path.read_text()
-    assert "| exp_0_encoder_decoder | 1,000 | 2 | 0.500 | 0.500 | 1.000 | 0.900 | n/a | 0.100 |" in md
+    assert (
+        "| exp_0_encoder_decoder | 1,000 | 2 | val_loss 0.2500 | 0.500 | 0.500 | 1.000 | 0.900 | n/a | 0.100 |"
+        in md
+    )
     assert "Missing (no checkpoint): exp_-1_decoder_only" in md and md == format_markdown(report) + "\n"
     names, tasks, matrix = exact_heatmap_data(report, "val")
     assert names == ["exp_0_encoder_decoder"] and tasks == ["t1"] and matrix[0, 0] == 0.25

@@ -160,14 +160,18 @@ def format_markdown(report: dict) -> str:
         lines += [f"Missing (no checkpoint): {', '.join(report['missing'])}. Train with `python -m arclib fit "
                   f"--config configs/<experiment>.yaml --config configs/profiles/cpu.yaml`.", ""]  # fmt: skip
     for set_name in EVAL_SETS:
-        lines += [f"## {set_name}", "", "| experiment | params | best epoch | exact | pass@2 | shape | cell | change recall | loss |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [f"## {set_name}", "", "| experiment | params | best epoch | best monitored loss | exact | pass@2 | shape | cell | change recall | loss |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for name, entry in report["experiments"].items():
             m = entry["sets"][set_name]["all"]
             cells = [f"{m[k]:.3f}" if m.get(k) is not None else "n/a" for k in TABLE_METRICS]
-            lines.append(
-                f"| {name} | {entry['parameters']:,} | {entry['best_epoch']} | " + " | ".join(cells) + " |"
+            best = (
+                f"{entry['monitor']} {entry['monitor_value']:.4f}"
+                if entry.get("monitor_value") is not None
+                else "n/a"
             )
+            head = f"| {name} | {entry['parameters']:,} | {entry['best_epoch']} | {best} | "
+            lines.append(head + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
