@@ -5,14 +5,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from arclib.data.tokens import Episode, collate, episode_length, tokens_to_grid
+from arclib.data.tokens import MAX_TARGET_LEN, Episode, collate, episode_length, tokens_to_grid
+
+
+def generation_budget(episodes: list[Episode]) -> int:
+    """Most tokens worth generating: twice the longest context output or query input, at most 30x30.
+
+    An ARC output rarely exceeds twice the largest grid the episode shows; without this bound, an undertrained
+    model that keeps writing rows of the right width would write all 930 tokens of a 30x30 grid every time.
+    """
+    grids = [g for ep in episodes for g in (ep.query_input, *(y for _, y in ep.context))]
+    longest = max(g.shape[0] * (g.shape[1] + 1) for g in grids)
+    return min(MAX_TARGET_LEN, 2 * longest + 1)
 
 
 @torch.no_grad()
 def predict_grids(
     model, episodes: list[Episode], batch_size: int = 32, device: torch.device | str | None = None
 ) -> list[tuple[np.ndarray | None, float]]:
-    """(grid or None if the model wrote no valid rectangle, sum log-probability) for each episode, in order."""
+    """(grid or None if the model wrote no valid rectangle, sum log-probability) for each episode, in order.
+
+    Generation per batch stops after `generation_budget` tokens.
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -21,8 +35,8 @@ def predict_grids(
     try:
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            batch = collate([episodes[i] for i in idx]).to(device)
-            tokens, logprob = model.generate(batch)
+            chosen = [episodes[i] for i in idx]
+            tokens, logprob = model.generate(collate(chosen).to(device), max_len=generation_budget(chosen))
             for j, i in enumerate(idx):
                 results[i] = (tokens_to_grid(tokens[j].tolist()), float(logprob[j]))
     finally:
