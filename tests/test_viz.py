@@ -69,7 +69,7 @@ class FakeModel(torch.nn.Module):
             np.concatenate([grid_tokens(grid)[0], [EOS]]) if grid is not None else np.array([ROW, ROW, EOS])
         )  # ROW with no cells is not a valid grid
 
-    def generate(self, batch):
+    def generate(self, batch, max_len=None):
         tokens = torch.as_tensor(self.tokens).expand(len(batch), -1)
         return tokens, torch.full((len(batch),), -1.5)
 
