@@ -25,10 +25,6 @@ class AugmentConfig:
     colours: bool = True
     context_order: bool = True
 
-    @property
-    def any(self) -> bool:
-        return self.dihedral or self.colours or self.context_order
-
 
 NO_AUGMENT = AugmentConfig(False, False, False)
 
