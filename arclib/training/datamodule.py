@@ -61,7 +61,7 @@ class ArcDataModule(L.LightningDataModule):
         self.planners = {k: EpisodePlanner(v, hp.n_context) for k, v in self.examples.items()}
 
     def _rank(self) -> tuple[int, int]:
-        trainer = self._trainer if hasattr(self, "_trainer") else None
+        trainer = self.trainer  # None when used outside a Trainer (notebooks, bench)
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, name: str, train: bool) -> DataLoader:
