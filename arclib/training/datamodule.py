@@ -66,7 +66,9 @@ class ArcDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, train: bool) -> DataLoader:
         hp = self.hparams
-        rank, world = self._rank()
+        # Training batches are sharded across ranks; every rank validates on all of the (small, fixed)
+        # validation episodes, so all ranks log the same metrics and per-task keys.
+        rank, world = self._rank() if train else (0, 1)
         sampler = EpisodeBatchSampler(
             self.planners[name],
             hp.batch_size,
