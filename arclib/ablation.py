@@ -4,6 +4,11 @@
 
 Each experiment trains in its own process (`python -m arclib fit ...`), so one crash loses only that run,
 and its log goes to runs/ablation_<profile>/<experiment>.log. Wall times go to checkpoints/ablation_timing.json.
+
+Experiments run `--jobs` at a time, each on cores // jobs threads. Small-batch CPU training uses a second
+thread poorly, so two single-threaded runs side by side finish sooner than two two-threaded runs in turn.
+Experiments start in MODEL_NAMES order, which puts the slowest (the decoder-only) first: its lane stays busy
+while the other lane trains the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ from arclib.training.cli import CONFIG_DIR, PROFILES, REPO_ROOT
 ANALYSIS_NOTEBOOK = REPO_ROOT / "notebooks" / "08_analysis.ipynb"
 
 
-def train_experiment(experiment: str, profile: str, output_root: Path, extra: list[str]) -> float:
+class AblationError(RuntimeError):
+    """One or more experiments failed; the others' checkpoints and the report are kept."""
+
+
+def default_jobs() -> int:
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def _start(experiment: str, profile: str, output_root: Path, extra: list[str], threads: int):
     log = output_root / "runs" / f"ablation_{profile}" / f"{experiment}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -34,15 +47,46 @@ def train_experiment(experiment: str, profile: str, output_root: Path, extra: li
         "--trainer.enable_progress_bar=false",
         *extra,
     ]  # fmt: skip
-    print(f"[ablation] {experiment}: training ({profile} profile), log {log}", flush=True)
-    start = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    print(
+        f"[ablation] {experiment}: training ({profile} profile, {threads} thread(s)), log {log}", flush=True
+    )
     with open(log, "w") as f:
-        result = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        tail = log.read_text()[-3000:]
-        raise RuntimeError(f"{experiment} failed (exit {result.returncode}); end of {log}:\n{tail}")
-    print(f"[ablation] {experiment}: done in {seconds / 60:.1f} min", flush=True)
+        process = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+    return process, log, time.perf_counter()
+
+
+def train_experiments(
+    experiments: list[str], profile: str, output_root: Path, extra: list[str], jobs: int, on_done=None
+) -> dict[str, float]:
+    """Train `experiments`, `jobs` at a time; {experiment: wall seconds}. Raises AblationError naming every
+    failed experiment (with the end of its log) after the others have finished."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pending, running, seconds, failures = list(experiments), {}, {}, []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                experiment = pending.pop(0)
+                running[experiment] = _start(experiment, profile, output_root, extra, threads)
+            time.sleep(0.5)
+            for experiment, (process, log, began) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[experiment]
+                if process.returncode != 0:
+                    tail = log.read_text()[-3000:]
+                    failures.append(f"{experiment} failed (exit {process.returncode}); end of {log}:\n{tail}")
+                    print(f"[ablation] {experiment}: FAILED, see {log}", flush=True)
+                    continue
+                seconds[experiment] = time.perf_counter() - began
+                print(f"[ablation] {experiment}: done in {seconds[experiment] / 60:.1f} min", flush=True)
+                if on_done:
+                    on_done(experiment, seconds[experiment], threads)
+    finally:
+        for process, _, _ in running.values():  # interrupted: stop the children too
+            process.terminate()
+    if failures:
+        raise AblationError("\n\n".join(failures))
     return seconds
 
 
@@ -70,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__)
     parser.add_argument("--profile", default="cpu", choices=PROFILES)
     parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="experiments trained at once")
     parser.add_argument("--output-root", default=str(REPO_ROOT), help="folder for checkpoints/ and runs/")
     parser.add_argument("--skip-training", action="store_true", help="only run the analysis")
     args, extra = parser.parse_known_args(argv)
@@ -77,13 +122,22 @@ def main(argv: list[str] | None = None) -> int:
     timing_path = output_root / "checkpoints" / "ablation_timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     start = time.perf_counter()
+
+    def record(experiment: str, seconds: float, threads: int) -> None:
+        timing[experiment] = {"profile": args.profile, "train_seconds": round(seconds, 1), "threads": threads}
+        atomic_write_text(timing_path, json.dumps(timing, indent=1) + "\n")
+
+    failure = None
     if not args.skip_training:
-        for experiment in args.experiments:
-            seconds = train_experiment(experiment, args.profile, output_root, extra)
-            timing[experiment] = {"profile": args.profile, "train_seconds": round(seconds, 1)}
-            atomic_write_text(timing_path, json.dumps(timing, indent=1) + "\n")
+        try:
+            train_experiments(args.experiments, args.profile, output_root, extra, max(1, args.jobs), record)
+        except AblationError as e:
+            failure = e  # the analysis still reports the experiments that trained
+        timing["train_seconds"] = round(time.perf_counter() - start, 1)
     print("[ablation] running the analysis notebook", flush=True)
+    analysis_start = time.perf_counter()
     executed = run_analysis_notebook(output_root, args.profile)
+    timing["analysis_seconds"] = round(time.perf_counter() - analysis_start, 1)
     total = time.perf_counter() - start
     timing["total_seconds"] = round(total, 1)
     atomic_write_text(timing_path, json.dumps(timing, indent=1) + "\n")
@@ -91,4 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[ablation] finished in {total / 60:.1f} min; report {report}; executed notebook {executed}")
     if report.exists():
         print(report.read_text())
+    if failure:
+        print(f"[ablation] {failure}", file=sys.stderr)
+        return 1
     return 0

@@ -80,10 +80,7 @@ def teacher_forced_loss(model, episodes: list[Episode], batch_size: int = 32) ->
     for s in range(0, len(episodes), batch_size):
         batch = collate(episodes[s : s + batch_size])
         logits = model(batch)
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), batch.tgt_out, ignore_index=PAD, reduction="sum"
-        )
-        total += float(nll)
+        total += float(model.token_nll(logits, batch.tgt_out).sum())
         count += int((batch.tgt_out != PAD).sum())
     return total / max(count, 1)
 

@@ -25,7 +25,9 @@ class ArcModel(nn.Module):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
+            # Unit scale, like the fixed sinusoidal positions summed with these tables: at std 0.02 the
+            # sinusoid (amplitude 1) drowned token identity and the models barely learned in a CPU budget.
+            nn.init.normal_(module.weight, std=1.0)
 
     def start(self, batch: tk.Batch):
         raise NotImplementedError
@@ -37,6 +39,11 @@ class ArcModel(nn.Module):
     def loss(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over real target tokens (PAD ignored), mean over those tokens."""
         return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=tk.PAD)
+
+    @staticmethod
+    def token_nll(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
+        """(B, T, V), (B, T) -> per-token negative log-likelihood (B, T), 0 at PAD."""
+        return F.cross_entropy(logits.transpose(1, 2).float(), tgt_out, ignore_index=tk.PAD, reduction="none")
 
     @torch.no_grad()
     def generate(

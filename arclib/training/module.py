@@ -78,9 +78,7 @@ class ArcLitModule(L.LightningModule):
         logits = self.model(batch)  # (B, T, V)
         target = batch.tgt_out
         real = target != PAD
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), target, ignore_index=PAD, reduction="none"
-        )
+        nll = self.model.token_nll(logits, target)
         correct = (logits.argmax(-1) == target) & real
         sums = self._val_sums[VAL_SETS[dataloader_idx]]
         for i, task_id in enumerate(batch.task_ids):  # per-task sums of (nll, correct tokens, real tokens)
