@@ -44,9 +44,7 @@ class Attention(nn.Module):
             if rope is not None:  # rotate before caching, so cached keys keep their own positions
                 q, k = rope(q, pos), rope(k, pos)
             if cache is not None:
-                if "k" in cache:
-                    k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
-                cache["k"], cache["v"] = k, v
+                k, v = _append_to_cache(cache, k, v)
         elif cache is not None and "k" in cache:
             k, v = cache["k"], cache["v"]
         else:
@@ -55,6 +53,24 @@ class Attention(nn.Module):
                 cache["k"], cache["v"] = k, v
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, T, Dh)
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, D)))
+
+
+def _append_to_cache(cache: dict, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write (B, H, t, Dh) keys and values after the cached ones; return views of all of them.
+
+    The buffer doubles when full, so a step costs O(t) rather than the O(length) of concatenating the whole
+    cache again: the decoder-only model caches its whole episode, thousands of positions.
+    """
+    n, t = cache.get("length", 0), k.shape[2]
+    buffer = cache.get("kv")  # (2, B, H, capacity, Dh)
+    if buffer is None or n + t > buffer.shape[3]:
+        grown = k.new_empty(2, *k.shape[:2], max(2 * (n + t), 64), k.shape[3])
+        if buffer is not None:
+            grown[:, :, :, :n] = buffer[:, :, :, :n]
+        buffer = cache["kv"] = grown
+    buffer[0, :, :, n : n + t], buffer[1, :, :, n : n + t] = k, v
+    cache["length"] = n + t
+    return buffer[0, :, :, : n + t], buffer[1, :, :, : n + t]
 
 
 class MLP(nn.Module):
