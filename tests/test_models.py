@@ -12,7 +12,7 @@ from arclib.data import tokens as tk
 from arclib.data.tokens import Episode, collate
 from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_table
 from arclib.models.champion import PADDING, QUERY, pair_segments, segment_mask, task_code
-from arclib.models.layers import ColourCanon, Grid2D, RoPE
+from arclib.models.layers import ColourCanon, Grid2D, RoPE, sinusoidal
 
 ATOL = 1e-5
 
@@ -364,3 +364,26 @@ def test_rope_depends_on_relative_position_only():
 
     torch.testing.assert_close(score(3, 1), score(103, 101))
     assert not torch.allclose(score(3, 1), score(3, 2))
+
+
+@pytest.mark.parametrize("name", ["exp_0_encoder_decoder", "exp_3_champion"])
+def test_token_identity_is_not_drowned_by_positions_at_init(name):
+    # Regression: embeddings at std 0.02 beside a unit-amplitude sinusoid left token identity ~3% of the
+    # decoder input, and the models barely learned in a CPU budget.
+    model = build_model(name, "matched")
+    token_norm = model.tok_emb.weight.norm(dim=-1).mean()
+    position_norm = sinusoidal(torch.arange(100), model.config.d_model).norm(dim=-1).mean()
+    assert token_norm > position_norm
+
+
+def test_kv_cache_grows_and_keeps_every_entry():
+    from arclib.models.layers import _append_to_cache
+
+    cache, keys, values = {}, [], []
+    for t in (70, 1, 1, 5, *[1] * 150):  # crosses several doublings of the buffer
+        k, v = torch.randn(2, 3, t, 4), torch.randn(2, 3, t, 4)
+        keys.append(k), values.append(v)
+        got_k, got_v = _append_to_cache(cache, k, v)
+        torch.testing.assert_close(got_k, torch.cat(keys, 2), rtol=0, atol=0)
+        torch.testing.assert_close(got_v, torch.cat(values, 2), rtol=0, atol=0)
+    assert cache["kv"].shape[3] >= cache["length"] == 227
