@@ -14,6 +14,7 @@ while the other lane trains the rest.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ from arclib.models import MODEL_NAMES
 from arclib.training.cli import CONFIG_DIR, PROFILES, REPO_ROOT
 
 ANALYSIS_NOTEBOOK = REPO_ROOT / "notebooks" / "08_analysis.ipynb"
+STATUS_EVERY_S = 120
 
 
 class AblationError(RuntimeError):
@@ -56,6 +58,24 @@ def _start(experiment: str, profile: str, output_root: Path, extra: list[str], t
     return process, log, time.perf_counter()
 
 
+def _status(output_root: Path, running: dict) -> str:
+    """One line: each running experiment's validated epochs and latest held-out loss, from its CSV log."""
+    from arclib.viz.report import latest_metrics_csv
+
+    parts = []
+    for experiment, (_, _, began) in running.items():
+        path = latest_metrics_csv(output_root / "runs", experiment)
+        rows = []
+        if path is not None and path.stat().st_mtime >= time.time() - (time.perf_counter() - began):
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if r.get("heldout_loss")]
+        done = (
+            f"{len(rows)} epoch(s), heldout_loss {float(rows[-1]['heldout_loss']):.3f}" if rows else "epoch 1"
+        )
+        parts.append(f"{experiment} {done}")
+    return "; ".join(parts)
+
+
 def train_experiments(
     experiments: list[str], profile: str, output_root: Path, extra: list[str], jobs: int, on_done=None
 ) -> dict[str, float]:
@@ -63,12 +83,17 @@ def train_experiments(
     failed experiment (with the end of its log) after the others have finished."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pending, running, seconds, failures = list(experiments), {}, {}, []
+    start = last_status = time.perf_counter()
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 experiment = pending.pop(0)
                 running[experiment] = _start(experiment, profile, output_root, extra, threads)
             time.sleep(0.5)
+            if time.perf_counter() - last_status > STATUS_EVERY_S:
+                last_status = time.perf_counter()
+                elapsed = (last_status - start) / 60
+                print(f"[ablation] {elapsed:.1f} min: {_status(output_root, running)}", flush=True)
             for experiment, (process, log, began) in list(running.items()):
                 if process.poll() is None:
                     continue

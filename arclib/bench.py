@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import time
 from pathlib import Path
@@ -51,12 +52,13 @@ def real_tokens(batch: Batch) -> int:
     return int(batch.src_mask.sum() + (batch.tgt_out != PAD).sum())
 
 
-def bench_experiment(name: str, profile: str, warmup: int, steps: int, gen_episodes: int) -> dict:
+def bench_experiment(name: str, profile: str, warmup: int, episodes: int, gen_episodes: int) -> dict:
     exp = load_experiment(name, profile, "--trainer.logger=false", "--data.num_workers=0")
     module, datamodule = exp.model, exp.datamodule
     datamodule.setup("fit")
     model = module.model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=module.hparams.lr, betas=tuple(module.hparams.betas))
+    steps = math.ceil(episodes / datamodule.hparams.batch_size)  # the same work at any batch size
     batches = []
     for batch in datamodule.train_dataloader():
         batches.append(batch)
@@ -80,7 +82,7 @@ def bench_experiment(name: str, profile: str, warmup: int, steps: int, gen_episo
         step(batch)
     seconds = time.perf_counter() - start
     measured = batches[warmup:]
-    episodes = sum(len(b) for b in measured)
+    n_episodes = sum(len(b) for b in measured)
     tokens = sum(real_tokens(b) for b in measured)
     episodes_gen = datamodule.generation_episodes("heldout", max(1, gen_episodes // 14))[:gen_episodes]
     start = time.perf_counter()
@@ -89,7 +91,7 @@ def bench_experiment(name: str, profile: str, warmup: int, steps: int, gen_episo
     return {
         "experiment": name,
         "parameters": count_parameters(model),
-        "train_episodes_per_s": episodes / seconds,
+        "train_episodes_per_s": n_episodes / seconds,
         "train_tokens_per_s": tokens / seconds,
         "seconds_per_step": seconds / len(measured),
         "model_flops_per_s": flops_per_token * tokens / seconds,
@@ -124,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     parser.add_argument("--out", default=str(REPO_ROOT / "checkpoints" / "bench.json"))
     args = parser.parse_args(argv)
-    warmup, steps, gen = (1, 2, 16) if args.quick else (2, 10, 64)
+    warmup, episodes, gen = (1, 64, 16) if args.quick else (2, 320, 64)
     torch.manual_seed(0)
     peak = matmul_peak_flops()
     rows = []
     for name in args.experiments:
         print(f"[bench] {name} ...", flush=True)
-        rows.append(bench_experiment(name, args.profile, warmup, steps, gen))
+        rows.append(bench_experiment(name, args.profile, warmup, episodes, gen))
     table = format_table(rows, peak)
     print(table)
     result = {"machine_matmul_flops_per_s": peak, "quick": args.quick, "profile": args.profile, "rows": rows}
