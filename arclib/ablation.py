@@ -69,10 +69,12 @@ def _status(output_root: Path, running: dict) -> str:
         if path is not None and path.stat().st_mtime >= time.time() - (time.perf_counter() - began):
             with open(path) as f:
                 rows = [r for r in csv.DictReader(f) if r.get("heldout_loss")]
-        done = (
-            f"{len(rows)} epoch(s), heldout_loss {float(rows[-1]['heldout_loss']):.3f}" if rows else "epoch 1"
-        )
-        parts.append(f"{experiment} {done}")
+        if rows:
+            parts.append(
+                f"{experiment}: {len(rows)} epoch(s), heldout_loss {float(rows[-1]['heldout_loss']):.3f}"
+            )
+        else:
+            parts.append(f"{experiment}: first epoch")
     return "; ".join(parts)
 
 
