@@ -26,6 +26,7 @@ from arclib.evaluation.metrics import aggregate, grid_metrics
 from arclib.evaluation.voting import model_predictor, predict_with_voting
 from arclib.fileio import atomic_write_text
 from arclib.models import MODEL_NAMES, count_parameters
+from arclib.models.base import token_nll
 from arclib.training.checkpoints import load_checkpoint, load_model
 
 EVAL_SETS = ("val", "heldout", "real18")
@@ -80,7 +81,7 @@ def teacher_forced_loss(model, episodes: list[Episode], batch_size: int = 32) ->
     for s in range(0, len(episodes), batch_size):
         batch = collate(episodes[s : s + batch_size])
         logits = model(batch)
-        total += float(model.token_nll(logits, batch.tgt_out).sum())
+        total += float(token_nll(logits, batch.tgt_out).sum())
         count += int((batch.tgt_out != PAD).sum())
     return total / max(count, 1)
 

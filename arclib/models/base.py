@@ -9,6 +9,11 @@ import torch.nn.functional as F
 from arclib.data import tokens as tk
 
 
+def token_nll(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
+    """(B, T, V), (B, T) -> per-token negative log-likelihood (B, T), 0 at PAD."""
+    return F.cross_entropy(logits.transpose(1, 2).float(), tgt_out, ignore_index=tk.PAD, reduction="none")
+
+
 class ArcModel(nn.Module):
     """A model reads a `Batch` and predicts `batch.tgt_out` from `batch.tgt_in`.
 
@@ -39,11 +44,6 @@ class ArcModel(nn.Module):
     def loss(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over real target tokens (PAD ignored), mean over those tokens."""
         return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=tk.PAD)
-
-    @staticmethod
-    def token_nll(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
-        """(B, T, V), (B, T) -> per-token negative log-likelihood (B, T), 0 at PAD."""
-        return F.cross_entropy(logits.transpose(1, 2).float(), tgt_out, ignore_index=tk.PAD, reduction="none")
 
     @torch.no_grad()
     def generate(

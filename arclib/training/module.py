@@ -15,6 +15,7 @@ from arclib.data.tokens import PAD, Batch
 from arclib.evaluation.metrics import aggregate, grid_metrics
 from arclib.evaluation.predict import predict_grids
 from arclib.models import build_model, count_parameters
+from arclib.models.base import token_nll
 from arclib.training.datamodule import VAL_SETS
 
 
@@ -78,7 +79,7 @@ class ArcLitModule(L.LightningModule):
         logits = self.model(batch)  # (B, T, V)
         target = batch.tgt_out
         real = target != PAD
-        nll = self.model.token_nll(logits, target)
+        nll = token_nll(logits, target)
         correct = (logits.argmax(-1) == target) & real
         sums = self._val_sums[VAL_SETS[dataloader_idx]]
         for i, task_id in enumerate(batch.task_ids):  # per-task sums of (nll, correct tokens, real tokens)
