@@ -55,18 +55,18 @@ def _start(experiment: str, profile: str, output_root: Path, extra: list[str], t
     )
     with open(log, "w") as f:
         process = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
-    return process, log, time.perf_counter()
+    return process, log, time.time()
 
 
 def _status(output_root: Path, running: dict) -> str:
     """One line: each running experiment's validated epochs and latest held-out loss, from its CSV log."""
-    from arclib.viz.report import latest_metrics_csv
+    from arclib.viz.report import latest_metrics_csv  # here: it imports matplotlib
 
     parts = []
     for experiment, (_, _, began) in running.items():
         path = latest_metrics_csv(output_root / "runs", experiment)
         rows = []
-        if path is not None and path.stat().st_mtime >= time.time() - (time.perf_counter() - began):
+        if path is not None and path.stat().st_mtime >= began:  # not a CSV of an earlier run
             with open(path) as f:
                 rows = [r for r in csv.DictReader(f) if r.get("heldout_loss")]
         if rows:
@@ -85,15 +85,15 @@ def train_experiments(
     failed experiment (with the end of its log) after the others have finished."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pending, running, seconds, failures = list(experiments), {}, {}, []
-    start = last_status = time.perf_counter()
+    start = last_status = time.time()
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 experiment = pending.pop(0)
                 running[experiment] = _start(experiment, profile, output_root, extra, threads)
             time.sleep(0.5)
-            if time.perf_counter() - last_status > STATUS_EVERY_S:
-                last_status = time.perf_counter()
+            if time.time() - last_status > STATUS_EVERY_S:
+                last_status = time.time()
                 elapsed = (last_status - start) / 60
                 print(f"[ablation] {elapsed:.1f} min: {_status(output_root, running)}", flush=True)
             for experiment, (process, log, began) in list(running.items()):
@@ -105,7 +105,7 @@ def train_experiments(
                     failures.append(f"{experiment} failed (exit {process.returncode}); end of {log}:\n{tail}")
                     print(f"[ablation] {experiment}: FAILED, see {log}", flush=True)
                     continue
-                seconds[experiment] = time.perf_counter() - began
+                seconds[experiment] = time.time() - began
                 print(f"[ablation] {experiment}: done in {seconds[experiment] / 60:.1f} min", flush=True)
                 if on_done:
                     on_done(experiment, seconds[experiment], threads)
