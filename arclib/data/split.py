@@ -41,3 +41,16 @@ def write_split(split: dict, splits_dir: str | Path) -> Path:
     path = Path(splits_dir) / f"{split['strategy']}.json"
     atomic_write_text(path, json.dumps(split, indent=1) + "\n")
     return path
+
+
+# The held-out examples of each training task are cut in two fixed halves: checkpoints are selected (and early
+# stopping decided) on "select", and results are reported on "report", so the reported figure is not biased by
+# the choice of checkpoint.
+HELDOUT_SLICES = {"select": slice(0, 50), "report": slice(50, 100)}
+
+
+def heldout_slice(examples: list, which: str) -> list:
+    """The `which` ("select" or "report") half of a task's held-out examples."""
+    if which not in HELDOUT_SLICES:
+        raise ValueError(f"unknown held-out slice {which!r}; choose one of {tuple(HELDOUT_SLICES)}")
+    return examples[HELDOUT_SLICES[which]]
