@@ -36,11 +36,12 @@ def _data(args) -> int:
             write_split(task_split(strategy), data_dir / "splits")
         print(f"wrote {len(manifest['files'])} files under {data_dir} ({manifest['arc_dataset']})")
         return 0
-    problems = check_data(data_dir)
-    for p in problems:
+    check = check_data(data_dir)
+    print(check.table())
+    for p in check.problems:
         print(p, file=sys.stderr)
-    print(f"data check: {'OK' if not problems else f'{len(problems)} problem(s)'} in {data_dir}")
-    return 1 if problems else 0
+    print(f"data check: {'OK' if not check.problems else f'{len(check.problems)} problem(s)'} in {data_dir}")
+    return 1 if check.problems else 0
 
 
 def _models(args) -> int:

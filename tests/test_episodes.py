@@ -153,3 +153,60 @@ def test_task_statistics():
         "colour_share"
     ].sum() == pytest.approx(1)
     assert "t" in format_statistics([row])
+
+
+def copies_examples(n_base=4, copies=5, seed=0):
+    """Each base example with recoloured and rotated copies: index-distinct, key-equal."""
+    from arclib.data.augment import Augmentation
+
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(n_base):
+        x = rng.integers(0, 4, (3, 4)).astype(np.int8)
+        pairs += [
+            (a.grid(x), a.grid(np.flipud(x).copy()))
+            for a in (Augmentation.random(rng, order=False) for _ in range(copies))
+        ]
+    return {"t": pairs}
+
+
+def test_context_differs_by_key_from_the_query_and_each_other():
+    from arclib.data.canonical import example_keys
+
+    ex = copies_examples()
+    keys = example_keys(ex["t"])
+    planner = EpisodePlanner(ex, n_context=2)
+    for seed in range(30):
+        for plan in planner.plans(np.random.default_rng(seed), NO_AUGMENT):
+            assert len({keys[plan.query], *(keys[i] for i in plan.context)}) == 3
+    # negative control: choosing context by index alone (the old rule) shows the query's own copies
+    rng = np.random.default_rng(0)
+    old = [
+        tuple(int(i + (i >= q)) for i in rng.choice(19, 2, replace=False))
+        for q in range(20)
+        for _ in range(5)
+    ]
+    queries = [q for q in range(20) for _ in range(5)]
+    assert any(keys[q] in {keys[i] for i in c} for q, c in zip(queries, old))
+
+
+def test_too_few_distinct_keys_is_a_clear_error():
+    with pytest.raises(ValueError, match="2 distinct examples .* in 10"):
+        EpisodePlanner(copies_examples(n_base=2), n_context=2)
+
+
+def test_training_queries_rotate_through_every_example_over_epochs():
+    planner = EpisodePlanner(make_examples(n_tasks=2, n=12))
+    sampler = EpisodeBatchSampler(planner, 4, seed=3, per_task=5)
+    seen, epochs = {}, []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        queries = {(p.task_id, p.query) for b in sampler for p in b}
+        assert len(queries) == 2 * 5 == len(sampler) * 4 - 2  # 10 queries in 3 batches
+        epochs.append(queries)
+        for t, i in queries:
+            seen.setdefault(t, set()).add(i)
+    assert epochs[0] != epochs[1] and not epochs[0] & epochs[1]  # 5 + 5 of 12: no repeat yet
+    assert all(s == set(range(12)) for s in seen.values())  # 15 draws of 12 cover them all
+    sampler.set_epoch(1)
+    assert {(p.task_id, p.query) for b in sampler for p in b} == epochs[1]  # a pure function of (seed, epoch)

@@ -1,9 +1,13 @@
 """Episodes: a query example plus context pairs drawn from *other* examples of the same task.
 
+"Other" means other by canonical key (arclib.data.canonical): no context pair is the query, or another context
+pair, up to colour relabelling and rotations, so the answer is never shown in the context.
+
 A sampler plans every episode (which examples, which augmentation) in the main process, so it knows each
 episode's exact token length and can batch episodes of similar length together; DataLoader workers then only
-build the planned episodes. Training plans are fresh each epoch (seeded by (seed, epoch)); validation plans
-are fixed for a seed and unaugmented.
+build the planned episodes. Training plans are fresh each epoch (seeded by (seed, epoch)), and with
+`per_task` queries per task an epoch takes the next `per_task` of a fixed seeded order of the task's examples,
+so over the epochs every example becomes a query. Validation plans are fixed for a seed and unaugmented.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from arclib.data.augment import Augmentation
+from arclib.data.canonical import example_keys
 from arclib.data.tokens import Episode
 
 Examples = dict[str, list[tuple[np.ndarray, np.ndarray]]]
@@ -51,19 +56,33 @@ class EpisodePlanner:
     """Draws episode plans over a pool of examples (task id -> list of (input, output))."""
 
     def __init__(self, examples: Examples, n_context: int = 2):
+        self.keys = {}  # task id -> per example, the index of its canonical key among the task's keys
         for task_id, pairs in examples.items():
-            if len(pairs) < n_context + 1:
+            _, self.keys[task_id] = np.unique(
+                np.array(example_keys(pairs), dtype=object), return_inverse=True
+            )
+            if len(np.unique(self.keys[task_id])) < n_context + 1:
                 raise ValueError(
-                    f"task {task_id} has {len(pairs)} examples; an episode needs {n_context + 1}"
+                    f"task {task_id} has {len(np.unique(self.keys[task_id]))} distinct examples (by canonical "
+                    f"key) in {len(pairs)}; an episode needs {n_context + 1}"
                 )
         self.n_context = n_context
         self.shapes = {t: np.array([(*x.shape, *y.shape) for x, y in pairs]) for t, pairs in examples.items()}
         self.queries = [(t, i) for t in sorted(examples) for i in range(len(examples[t]))]
 
+    def _context(self, task_id: str, query: int, rng: np.random.Generator) -> tuple[int, ...]:
+        """n_context examples whose keys differ from the query's and from each other's."""
+        keys = self.keys[task_id]
+        allowed = keys != keys[query]
+        context = []
+        for _ in range(self.n_context):
+            i = int(rng.choice(np.flatnonzero(allowed)))
+            context.append(i)
+            allowed &= keys != keys[i]
+        return tuple(context)
+
     def plan(self, task_id: str, query: int, rng: np.random.Generator, augment: AugmentConfig) -> EpisodePlan:
-        n = len(self.shapes[task_id])
-        others = rng.choice(n - 1, size=self.n_context, replace=False)
-        context = tuple(int(i + (i >= query)) for i in others)  # skip the query itself
+        context = self._context(task_id, query, rng)
         aug = Augmentation.random(
             rng, self.n_context, augment.dihedral, augment.colours, augment.context_order
         )
@@ -72,12 +91,29 @@ class EpisodePlanner:
         return EpisodePlan(task_id, query, context, aug, int(src), int(_grid_len(*s[query, 2:])))
 
     def query_list(self, per_task: int | None = None) -> list[tuple[str, int]]:
+        """Every example as a query, or the first `per_task` of each task (fixed validation subsets)."""
         return self.queries if per_task is None else [(t, i) for t, i in self.queries if i < per_task]
 
+    def rotating_query_list(self, per_task: int, seed: int, epoch: int) -> list[tuple[str, int]]:
+        """Epoch `epoch`'s `per_task` queries per task: the next slice of a seeded order of the task's examples
+        (wrapping round), so consecutive epochs use different queries and, over enough epochs, all of them."""
+        out = []
+        for k, task_id in enumerate(sorted(self.shapes)):
+            n = len(self.shapes[task_id])
+            order = np.random.default_rng([seed, 2, k]).permutation(n)
+            out += [(task_id, int(order[(epoch * per_task + j) % n])) for j in range(min(per_task, n))]
+        return out
+
     def plans(
-        self, rng: np.random.Generator, augment: AugmentConfig, per_task: int | None = None
+        self,
+        rng: np.random.Generator,
+        augment: AugmentConfig,
+        per_task: int | None = None,
+        queries: list[tuple[str, int]] | None = None,
     ) -> list[EpisodePlan]:
-        return [self.plan(t, i, rng, augment) for t, i in self.query_list(per_task)]
+        """Plans for `queries`, by default query_list(per_task)."""
+        queries = self.query_list(per_task) if queries is None else queries
+        return [self.plan(t, i, rng, augment) for t, i in queries]
 
 
 class EpisodeDataset(Dataset):
@@ -156,8 +192,13 @@ class EpisodeBatchSampler(Sampler):
             batches = self._fixed
         else:
             rng = np.random.default_rng([self.seed, 0, self.epoch])
+            queries = (
+                self.planner.query_list()
+                if self.per_task is None
+                else self.planner.rotating_query_list(self.per_task, self.seed, self.epoch)
+            )
             batches = bucket_batches(
-                self.planner.plans(rng, self.augment, self.per_task), self.batch_size, rng
+                self.planner.plans(rng, self.augment, queries=queries), self.batch_size, rng
             )
         if self.max_batches is not None:
             batches = batches[: self.max_batches]

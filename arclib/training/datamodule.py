@@ -1,7 +1,7 @@
 """LightningDataModule over the task split: fresh training episodes each epoch, fixed validation episodes.
 
-Validation dataloaders, in order: "val" (the split's validation tasks) and "heldout" (fresh examples of the
-training tasks, generated with another seed, never trained on).
+Validation dataloaders, in order: "val" (the split's validation tasks) and "heldout" (the "select" half of the
+held-out examples of the training tasks: keys never trained on; the "report" half is kept for the report).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
+from arclib.data.canonical import example_keys
 from arclib.data.episodes import AugmentConfig, EpisodeBatchSampler, EpisodeDataset, EpisodePlanner
 from arclib.data.generate import load_examples
-from arclib.data.split import BY_EXAMPLE_TRAIN_FRACTION, task_split
+from arclib.data.split import BY_EXAMPLE_TRAIN_FRACTION, heldout_slice, task_split
 from arclib.data.tokens import Episode, collate
 
 VAL_SETS = ("val", "heldout")
@@ -48,7 +49,7 @@ class ArcDataModule(L.LightningDataModule):
         train = load_examples(self.data_dir / "tasks", self.split["train"])
         if hp.split == "by_example":
             cut = {t: int(len(p) * BY_EXAMPLE_TRAIN_FRACTION) for t, p in train.items()}
-            val = {t: p[cut[t] :] for t, p in train.items()}
+            val = {t: _new_keys(p[cut[t] :], p[: cut[t]]) for t, p in train.items()}
             train = {t: p[: cut[t]] for t, p in train.items()}
         else:
             val = load_examples(self.data_dir / "tasks", self.split["val"])
@@ -56,7 +57,10 @@ class ArcDataModule(L.LightningDataModule):
         self.examples = {
             "train": train,
             "val": val,
-            "heldout": load_examples(self.data_dir / "heldout", heldout_ids),
+            "heldout": {
+                t: heldout_slice(p, "select")
+                for t, p in load_examples(self.data_dir / "heldout", heldout_ids).items()
+            },
         }
         self.planners = {k: EpisodePlanner(v, hp.n_context) for k, v in self.examples.items()}
 
@@ -99,6 +103,12 @@ class ArcDataModule(L.LightningDataModule):
         sampler = EpisodeBatchSampler(self.planners[name], 1, self.seed, train=False, per_task=per_task)
         dataset = EpisodeDataset(self.examples[name])
         return [dataset[plan] for batch in sampler for plan in batch]
+
+
+def _new_keys(examples: list, seen: list) -> list:
+    """The examples whose canonical key is not among `seen`'s (by_example validation must not repeat training)."""
+    seen_keys = set(example_keys(seen))
+    return [e for e, k in zip(examples, example_keys(examples)) if k not in seen_keys]
 
 
 def _resolve(path: str | Path) -> Path:

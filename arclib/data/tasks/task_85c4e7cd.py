@@ -33,9 +33,11 @@ def sample_input(rng: np.random.Generator, widen: float) -> np.ndarray:
 
 
 def _ring_colours(rng: np.random.Generator, n: int, widen: float) -> np.ndarray:
-    """Distinct non-black colours as in the real task while they suffice, else neighbours merely differ."""
+    """Half the time distinct non-black colours, as in every real pair; otherwise, as the rule allows, a colour
+    may come back on a later ring, and only neighbouring rings must differ. Distinct colours alone give one
+    example per grid size up to colour relabelling: five in all, every one a real pair."""
     palette = np.arange(0 if rng.random() < widen else 1, 10)
-    if n <= len(palette):
+    if n <= len(palette) and rng.random() < 0.5:
         return rng.choice(palette, size=n, replace=False).astype(np.int8)
     colours = [int(rng.choice(palette))]
     while len(colours) < n:

@@ -20,9 +20,10 @@ def solve(grid: np.ndarray) -> np.ndarray:
 
 
 def sample_input(rng: np.random.Generator, widen: float) -> np.ndarray:
-    # Every real grid is 3x5; widening grows both sides (never below 2, so some neighbour can exist).
-    h = int(rng.integers(max(2, 3 - round(widen)), 3 + round(12 * widen) + 1))
-    w = int(rng.integers(max(2, 5 - round(3 * widen)), 5 + round(12 * widen) + 1))
+    # Every real grid is 3x5, which holds only 6 examples up to rotation and flips (4 of them real pairs);
+    # the rule is the same on any grid of sides 2 and up, so sides range 2..6 by 3..7 (widening: up to 15).
+    h = int(rng.integers(2, 6 + round(9 * widen) + 1))
+    w = int(rng.integers(3, 7 + round(8 * widen) + 1))
     grid = np.zeros((h, w), dtype=np.int8)
     grid[rng.integers(h), rng.integers(w)] = RED
     return grid

@@ -1,0 +1,47 @@
+"""Canonical keys: equal exactly for copies up to a colour permutation fixing 0 and a dihedral transform."""
+
+import numpy as np
+import pytest
+
+from arclib.data.augment import Augmentation
+from arclib.data.canonical import canonical_key
+
+
+def random_example(rng, h=4, w=5, n_colours=4):
+    x = rng.integers(0, n_colours, (h, w)).astype(np.int8)
+    return x, np.flipud(x[:, :3]).copy()  # a non-square output, so orientation matters
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_key_is_invariant_to_colour_permutations_and_dihedral_transforms(seed):
+    rng = np.random.default_rng(seed)
+    x, y = random_example(rng)
+    aug = Augmentation.random(rng, dihedral=True, colours=True, order=False)
+    assert canonical_key(aug.grid(x), aug.grid(y)) == canonical_key(x, y)
+
+
+def test_every_dihedral_transform_and_a_colour_absent_from_the_grid():
+    rng = np.random.default_rng(0)
+    x, y = random_example(rng, n_colours=3)  # colours 3..9 absent: a permutation may move them anywhere
+    for d in range(8):
+        aug = Augmentation(dihedral=d, colours=(0, 9, 8, 7, 6, 5, 4, 3, 2, 1))
+        assert canonical_key(aug.grid(x), aug.grid(y)) == canonical_key(x, y)
+
+
+def test_key_tells_different_examples_apart():
+    rng = np.random.default_rng(1)
+    x, y = random_example(rng)
+    base = canonical_key(x, y)
+    changed = y.copy()
+    changed[0, 0] = (changed[0, 0] + 1) % 4
+    assert canonical_key(x, changed) != base  # one cell differs
+    swapped = np.where(x == 0, 1, np.where(x == 1, 0, x)).astype(np.int8)
+    assert canonical_key(swapped, np.where(y == 0, 1, np.where(y == 1, 0, y))) != base  # 0 is not relabelled
+    assert canonical_key(x, np.fliplr(y)) != base  # the output transformed alone is another example
+    assert canonical_key(y, x) != base  # input and output have roles
+
+
+def test_same_cells_in_other_shapes_differ():
+    a = np.array([[1, 2, 2, 1]], dtype=np.int8)
+    assert canonical_key(a, a) != canonical_key(a.reshape(2, 2), a.reshape(2, 2))  # same cells, other shape
+    assert canonical_key(a, a) == canonical_key(a.T.copy(), a.T.copy())  # a rotation of it
