@@ -346,3 +346,17 @@ def test_browser_loads_a_lightning_checkpoint_and_predicts(examples, tmp_path):
     result = browser.predict()
     assert result.status.split()[0] in ("exact", "wrong:", "shape", "no")
     assert result.status in browser.status.value
+
+
+def test_key_count_plot_marks_closed_world_tasks():
+    from arclib.viz.stats import plot_key_counts
+
+    figures = {
+        "a": {"train_keys": 400, "select_keys": 50, "report_keys": 50},
+        "b": {"train_keys": 105, "select_keys": 0, "report_keys": 0},
+    }
+    fig = plot_key_counts(figures, {"b": True})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b  (closed world)"]
+    assert sorted(round(p.get_width()) for p in ax.patches) == [0, 0, 50, 50, 105, 400]
+    matplotlib.pyplot.close(fig)

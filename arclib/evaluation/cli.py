@@ -6,7 +6,8 @@ Task sets (--tasks):
   real18    the real ARC-AGI-1 pairs of the 18 tasks: real demos as context, each real test input as a query
   val       generated examples of the 4 validation tasks (data/tasks): each example a query with 2 other
             examples as context, drawn with a fixed seed exactly as training-time validation draws them
-  heldout   the same over data/heldout (fresh examples of the 14 training tasks)
+  heldout   the same over the "report" half of data/heldout (examples of the 14 training tasks whose keys are
+            in neither training nor the "select" half that chose the checkpoint)
   IDS       comma-separated ARC-AGI-1 ids (training or evaluation set): real demos as context
 
 Context: the models were trained with 2 context pairs but accept any number, so real tasks show *all* their
@@ -35,7 +36,7 @@ from arclib.data.arc import ARC_DATASET, load_arc_task
 from arclib.data.episodes import NO_AUGMENT, EpisodeDataset, EpisodePlanner
 from arclib.data.generate import DATA_DIR, load_examples
 from arclib.data.grids import grid_to_list
-from arclib.data.split import task_split
+from arclib.data.split import heldout_slice, task_split
 from arclib.data.tasks import TASK_IDS
 from arclib.data.tokens import Episode
 from arclib.evaluation.arc_score import overall_score, score_output, task_scores
@@ -85,6 +86,8 @@ def generated_problems(
         examples = load_examples(data_dir / folder, ids)
     except FileNotFoundError as e:
         raise EvaluationError(str(e)) from None
+    if name == "heldout":
+        examples = {t: heldout_slice(p, "report") for t, p in examples.items()}
     plans = EpisodePlanner(examples, n_context).plans(
         np.random.default_rng([EPISODE_SEED, 1]), NO_AUGMENT, limit_per_task
     )

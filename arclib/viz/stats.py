@@ -48,3 +48,23 @@ def plot_grid_positions(height: int = 3, width: int = 7):
     fig.suptitle(f"2D positions of a {height}x{width} grid (last column: the ROW token)")
     fig.tight_layout()
     return fig
+
+
+def plot_key_counts(figures: dict[str, dict], exhausted: dict[str, bool]):
+    """Distinct canonical keys per task in training and in each held-out half (from `check_data().figures`);
+    closed-world tasks (their whole space drawn: `exhausted`) are marked."""
+    tasks = sorted(figures)
+    y = np.arange(len(tasks))
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(tasks) + 1.5))
+    left = np.zeros(len(tasks))
+    for name, colour in (("train_keys", "#0074D9"), ("select_keys", "#FF851B"), ("report_keys", "#2ECC40")):
+        values = np.array([figures[t][name] for t in tasks])
+        ax.barh(y, values, left=left, color=colour, label=name.replace("_keys", ""))
+        left += values
+    labels = [f"{t}  (closed world)" if exhausted.get(t) else t for t in tasks]
+    ax.set(yticks=y, yticklabels=labels, xlabel="distinct examples up to colour relabelling and rotation")
+    ax.invert_yaxis()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_title("Distinct examples per task: training and the two held-out halves share no key")
+    fig.tight_layout()
+    return fig
