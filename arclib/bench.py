@@ -1,10 +1,13 @@
 """Throughput benchmark of each experiment at its configured size.
 
     python -m arclib bench [--quick] [--profile cpu] [--out checkpoints/bench.json]
+    python -m arclib bench --time-to-accuracy [--experiment NAME] [--minutes M] [--seeds S]
 
 Per experiment: steady-state training throughput (episodes/s, real tokens/s, after warm-up), achieved model
 FLOP/s (counted by torch's FlopCounterMode on one training step) beside this machine's measured fp32 matmul
 FLOP/s, generation throughput (grids/s), the fraction of padded token slots per batch, and peak memory.
+With --time-to-accuracy: minutes of training to reach exact accuracy on held-out grids
+(arclib.training.time_to_accuracy).
 """
 
 from __future__ import annotations
@@ -115,6 +118,26 @@ def format_table(rows: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
+def _time_to_accuracy(parser, args) -> int:
+    from arclib.training.time_to_accuracy import format_summary, run_time_to_accuracy
+
+    for name in ("minutes", "every", "seeds", "per_task"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    result = run_time_to_accuracy(
+        args.experiment,
+        args.minutes,
+        [307 + k for k in range(args.seeds)],
+        args.every,
+        args.per_task,
+        args.profile,
+        tuple(args.overrides),
+        args.out_dir,
+    )
+    print(format_summary(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arclib bench", description=__doc__)
     parser.add_argument(
@@ -125,7 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     parser.add_argument("--out", default=str(REPO_ROOT / "checkpoints" / "bench.json"))
+    tta = parser.add_argument_group("time to accuracy")
+    tta.add_argument("--time-to-accuracy", action="store_true", help="train one arm, score every few minutes")
+    tta.add_argument("--experiment", default="exp_3_champion", choices=MODEL_NAMES)
+    tta.add_argument("--minutes", type=float, default=30.0, help="training minutes per seed (default 30)")
+    tta.add_argument("--seeds", type=int, default=1, help="seeds 307, 308, ... (default 1)")
+    tta.add_argument("--every", type=float, default=3.0, help="minutes of training between scorings")
+    tta.add_argument("--per-task", type=int, default=10, help="report-half episodes per task (default 10)")
+    tta.add_argument("--out-dir", default=None, help="default checkpoints/time_to_accuracy/<experiment>")
+    tta.add_argument(
+        "overrides", nargs="*", help="extra config overrides, e.g. --data.batch_size=8 (after --)"
+    )
     args = parser.parse_args(argv)
+    if args.time_to_accuracy:
+        return _time_to_accuracy(parser, args)
     warmup, episodes, gen = (1, 64, 16) if args.quick else (2, 320, 64)
     torch.manual_seed(0)
     peak = matmul_peak_flops()
