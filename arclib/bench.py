@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import resource
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -27,19 +29,33 @@ from arclib.evaluation.predict import predict_grids
 from arclib.fileio import atomic_write_text
 from arclib.models import MODEL_NAMES, count_parameters
 from arclib.training.cli import REPO_ROOT, load_experiment
+from arclib.training.precision import resolve_precision
 
 
-def matmul_peak_flops(n: int = 1024, repeats: int = 20) -> float:
-    """Measured fp32 matmul FLOP/s of this machine (best of a few timed runs)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float:
+    """Measured matmul FLOP/s of this device at `dtype` (best of a few timed runs)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(3):
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
             a @ b
+        synchronize(device)
         best = min(best, (time.perf_counter() - start) / repeats)
     return 2 * n**3 / best
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
 
 
 def epoch_padding_fraction(datamodule) -> float:
@@ -55,22 +71,27 @@ def real_tokens(batch: Batch) -> int:
     return int(batch.src_mask.sum() + (batch.tgt_out != PAD).sum())
 
 
-def bench_experiment(name: str, profile: str, warmup: int, episodes: int, gen_episodes: int) -> dict:
+def bench_experiment(
+    name: str, profile: str, warmup: int, episodes: int, gen_episodes: int, device: torch.device
+) -> dict:
     exp = load_experiment(name, profile, "--trainer.logger=false", "--data.num_workers=0")
     module, datamodule = exp.model, exp.datamodule
     datamodule.setup("fit")
-    model = module.model.train()
+    model = module.model.to(device).train()
+    bf16 = device.type == "cuda" and resolve_precision("cuda") == "bf16-mixed"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
     optimizer = torch.optim.Adam(model.parameters(), lr=module.hparams.lr, betas=tuple(module.hparams.betas))
     steps = math.ceil(episodes / datamodule.hparams.batch_size)  # the same work at any batch size
     batches = []
     for batch in datamodule.train_dataloader():
-        batches.append(batch)
+        batches.append(batch.to(device))
         if len(batches) == warmup + steps:
             break
 
     def step(batch: Batch) -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = model.loss(model(batch), batch.tgt_out)
+        with autocast:
+            loss = model.loss(model(batch), batch.tgt_out)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -80,16 +101,20 @@ def bench_experiment(name: str, profile: str, warmup: int, episodes: int, gen_ep
     with FlopCounterMode(display=False) as counter:
         step(batches[warmup])
     flops_per_token = counter.get_total_flops() / real_tokens(batches[warmup])
+    synchronize(device)
     start = time.perf_counter()
     for batch in batches[warmup:]:
         step(batch)
+    synchronize(device)
     seconds = time.perf_counter() - start
     measured = batches[warmup:]
     n_episodes = sum(len(b) for b in measured)
     tokens = sum(real_tokens(b) for b in measured)
     episodes_gen = datamodule.generation_episodes("heldout", max(1, gen_episodes // 14))[:gen_episodes]
     start = time.perf_counter()
-    predict_grids(model, episodes_gen)
+    with autocast:
+        predict_grids(model, episodes_gen, device=device)
+    synchronize(device)
     gen_seconds = time.perf_counter() - start
     return {
         "experiment": name,
@@ -97,6 +122,8 @@ def bench_experiment(name: str, profile: str, warmup: int, episodes: int, gen_ep
         "train_episodes_per_s": n_episodes / seconds,
         "train_tokens_per_s": tokens / seconds,
         "seconds_per_step": seconds / len(measured),
+        "epoch_minutes": seconds / len(measured) * len(datamodule.train_dataloader()) / 60,
+        "precision": "bf16-mixed" if bf16 else "32-true",
         "model_flops_per_s": flops_per_token * tokens / seconds,
         "padding_fraction": epoch_padding_fraction(datamodule),
         "generation_grids_per_s": len(episodes_gen) / gen_seconds,
@@ -104,16 +131,16 @@ def bench_experiment(name: str, profile: str, warmup: int, episodes: int, gen_ep
     }
 
 
-def format_table(rows: list[dict], peak: float) -> str:
+def format_table(rows: list[dict], peak: float, device: str, peak_dtype: str) -> str:
     lines = [
-        f"machine fp32 matmul peak (measured): {peak / 1e9:.1f} GFLOP/s, torch threads {torch.get_num_threads()}",
-        f"{'experiment':24} {'params':>9} {'ep/s':>7} {'tok/s':>8} {'s/step':>7} {'GFLOP/s':>8} {'%peak':>6} {'pad':>6} {'gen/s':>7} {'RSS MB':>7}",
+        f"device: {device}; {peak_dtype} matmul peak (measured): {peak / 1e9:.1f} GFLOP/s",
+        f"{'experiment':24} {'params':>9} {'ep/s':>7} {'tok/s':>8} {'s/step':>7} {'GFLOP/s':>8} {'%peak':>6} {'pad':>6} {'gen/s':>7} {'min/epoch':>9} {'RSS MB':>7}",
     ]
     for r in rows:
         lines.append(
             f"{r['experiment']:24} {r['parameters']:>9,} {r['train_episodes_per_s']:>7.1f} {r['train_tokens_per_s']:>8.0f} "
             f"{r['seconds_per_step']:>7.2f} {r['model_flops_per_s'] / 1e9:>8.2f} {r['model_flops_per_s'] / peak:>6.1%} "
-            f"{r['padding_fraction']:>6.1%} {r['generation_grids_per_s']:>7.1f} {r['peak_rss_mb']:>7.0f}"
+            f"{r['padding_fraction']:>6.1%} {r['generation_grids_per_s']:>7.1f} {r['epoch_minutes']:>9.2f} {r['peak_rss_mb']:>7.0f}"
         )
     return "\n".join(lines)
 
@@ -147,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", default="cpu", help="config profile giving model sizes and data (default cpu)"
     )
     parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present"
+    )
     parser.add_argument("--out", default=str(REPO_ROOT / "checkpoints" / "bench.json"))
     tta = parser.add_argument_group("time to accuracy")
     tta.add_argument("--time-to-accuracy", action="store_true", help="train one arm, score every few minutes")
@@ -163,15 +193,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_to_accuracy:
         return _time_to_accuracy(parser, args)
     warmup, episodes, gen = (1, 64, 16) if args.quick else (2, 320, 64)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available here")
+    device = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     torch.manual_seed(0)
-    peak = matmul_peak_flops()
+    peak_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    peak = matmul_peak_flops(device, peak_dtype, n=8192 if device.type == "cuda" else 1024)
     rows = []
     for name in args.experiments:
         print(f"[bench] {name} ...", flush=True)
-        rows.append(bench_experiment(name, args.profile, warmup, episodes, gen))
-    table = format_table(rows, peak)
-    print(table)
-    result = {"machine_matmul_flops_per_s": peak, "quick": args.quick, "profile": args.profile, "rows": rows}
+        rows.append(bench_experiment(name, args.profile, warmup, episodes, gen, device))
+    name = device_name(device)
+    dtype_name = str(peak_dtype).removeprefix("torch.")
+    print(format_table(rows, peak, name, dtype_name))
+    result = {
+        "device": name,
+        "machine_matmul_flops_per_s": peak,
+        "matmul_peak_dtype": dtype_name,
+        "quick": args.quick,
+        "profile": args.profile,
+        "rows": rows,
+    }
     atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

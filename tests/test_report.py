@@ -101,7 +101,9 @@ def test_bench_quick_prints_the_table(tmp_path):
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "fp32 matmul peak" in out.stdout and "exp_3_champion" in out.stdout
+    assert (
+        "device: CPU" in out.stdout and "float32 matmul peak" in out.stdout and "exp_3_champion" in out.stdout
+    )
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     for row in rows:
         assert (

@@ -1,0 +1,101 @@
+"""Precision resolution for cpu, cuda and mps, and bf16 autocast: finite, and close to fp32 (CUDA when present)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from arclib.data import tokens as tk
+from arclib.data.tokens import Episode, collate
+from arclib.models import MODEL_NAMES, build_model
+from arclib.training import precision
+from arclib.training.precision import resolve_precision
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def fake_devices(monkeypatch, cuda=False, bf16=False, mps=False):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+def test_precision_resolves_per_device(monkeypatch):
+    fake_devices(monkeypatch)
+    assert resolve_precision("auto") == resolve_precision("cpu") == "32-true"
+    fake_devices(monkeypatch, mps=True)
+    assert precision.detect_accelerator() == "mps" and resolve_precision() == "32-true"
+    fake_devices(monkeypatch, cuda=True, bf16=True)
+    assert resolve_precision() == resolve_precision("gpu") == "bf16-mixed"
+    assert resolve_precision("cpu") == "32-true"  # a CPU run on a GPU machine stays fp32
+    fake_devices(monkeypatch, cuda=True, bf16=False)
+    assert resolve_precision() == "32-true"  # never fp16
+    with pytest.raises(ValueError, match="unknown accelerator 'tpu'"):
+        resolve_precision("tpu")
+
+
+def small_batch(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def g():
+        return rng.integers(0, 10, size=rng.integers(2, 5, size=2)).astype(np.int8)
+
+    return collate([Episode("t", [(g(), g()), (g(), g())], g(), g()) for _ in range(n)])
+
+
+def model_with_unit_gain(name, device):
+    """Weights of std 0.2, so logits are far apart and a bf16 rounding changes an argmax only where it is close."""
+    torch.manual_seed(0)
+    model = build_model(name, "tiny").to(device)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.2)
+    return model
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device here"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", [MODEL_NAMES[0], MODEL_NAMES[-1]])
+def test_bf16_autocast_forward_backward_is_finite_and_close_to_fp32(device, name):
+    model = model_with_unit_gain(name, device)
+    batch = small_batch().to(device)
+    with torch.no_grad():
+        reference = model(batch).float()
+    with torch.autocast(device, dtype=torch.bfloat16):
+        logits = model(batch)
+        loss = model.loss(logits, batch.tgt_out)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    relative = ((logits.float() - reference).abs().max() / reference.abs().max()).item()
+    assert relative < 0.05, f"bf16 logits differ from fp32 by {relative:.3f} of their range"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", [MODEL_NAMES[0], MODEL_NAMES[-1]])
+def test_generation_under_autocast_equals_fp32_where_fp32_is_decisive(device, name):
+    model = model_with_unit_gain(name, device).eval()
+    batch = small_batch().to(device)
+    with torch.no_grad():
+        tokens, _ = model.generate(batch, max_len=12, stop_invalid=False)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            auto_tokens, _ = model.generate(batch, max_len=12, stop_invalid=False)
+        tgt_in = torch.cat([torch.full_like(tokens[:, :1], tk.BOS), tokens[:, :-1]], 1)
+        forced = replace(batch, tgt_in=tgt_in)
+        logits = model(forced).float()
+        with torch.autocast(device, dtype=torch.bfloat16):
+            auto_logits = model(forced).float()
+    error = (auto_logits - logits).abs().max(-1).values  # (B, T): bf16's perturbation at each step
+    top2 = logits.topk(2, dim=-1).values
+    is_eos = (tokens == tk.EOS).long()
+    live = (is_eos.cumsum(1) - is_eos) == 0  # up to and including the first EOS
+    # flipping an argmax takes perturbations summing to the margin: beyond 3x the step's error it cannot happen
+    decisive = (top2[..., 0] - top2[..., 1] > 3 * error) & live
+    assert torch.equal(auto_logits.argmax(-1)[decisive], tokens[decisive])
+    every_step_decisive = (decisive | ~live).all(1)
+    assert every_step_decisive.any(), "no sample is decisive at every step: the check below would be vacuous"
+    assert torch.equal(auto_tokens[every_step_decisive], tokens[every_step_decisive])
