@@ -38,9 +38,8 @@ DATA_SEED = 307
 MAX_DRAWS = 30_000  # pool size cap per task
 PATIENCE = 3_000  # draws without a new key after which a task's space counts as used up
 SMALL_SPACE_HELDOUT_FRACTION = 0.1  # of the keys, for each held-out half, where keys run short
-MIN_KEYS = (
-    9  # below this a task cannot give training and both held-out halves 3 keys each (an episode's worth)
-)
+# Fewer keys than this cannot give training and both held-out halves 3 keys each (an episode's worth).
+MIN_KEYS = 9
 
 Example = tuple[np.ndarray, np.ndarray]
 
@@ -59,20 +58,22 @@ def real_keys(task_id: str) -> set[bytes]:
 
 
 def _draw_pool(task_id: str, rng: np.random.Generator, wanted: int, excluded: set[bytes], widen: float):
-    """Draws until `wanted` distinct keys not in `excluded` (or the space seems used up): examples, keys."""
+    """Draws until `wanted` distinct keys not in `excluded`, or the space seems used up.
+    Returns the examples not excluded (with their keys), the distinct keys in order of appearance, the draws."""
     gen = get_generator(task_id)
-    pool, keys, since_new = [], {}, 0
-    while len(keys) < wanted and len(pool) < MAX_DRAWS and since_new < PATIENCE:
+    pool, keys, draws, since_new = [], {}, 0, 0
+    while len(keys) < wanted and draws < MAX_DRAWS and since_new < PATIENCE:
         x, y = gen.generate(rng, widen)
         k = canonical_key(x, y)
+        draws += 1
         since_new += 1
         if k in excluded:
             continue
         if k not in keys:
-            keys[k] = len(pool)
+            keys[k] = None
             since_new = 0
         pool.append((x, y, k))
-    return pool, list(keys)
+    return pool, list(keys), draws
 
 
 def _take(pool: list, part: set[bytes], n: int, task_id: str, part_name: str) -> list[Example]:
@@ -98,7 +99,8 @@ def generate_task(
     excluded = real_keys(task_id)
     half = n_heldout // 2
     wanted = n + 2 * half
-    pool, keys = _draw_pool(task_id, np.random.default_rng([seed, int(task_id, 16)]), wanted, excluded, widen)
+    rng = np.random.default_rng([seed, int(task_id, 16)])
+    pool, keys, draws = _draw_pool(task_id, rng, wanted, excluded, widen)
     exhausted = len(keys) < wanted
     if n_heldout and len(keys) < MIN_KEYS:
         raise RuntimeError(
@@ -108,17 +110,14 @@ def generate_task(
     order = [keys[i] for i in np.random.default_rng([seed, int(task_id, 16), 1]).permutation(len(keys))]
     n_part = half if not exhausted else max(3, round(SMALL_SPACE_HELDOUT_FRACTION * len(keys)))
     n_part = n_part if n_heldout else 0
-    select, report, train_keys = (
-        set(order[:n_part]),
-        set(order[n_part : 2 * n_part]),
-        set(order[2 * n_part :]),
-    )
+    select, report = set(order[:n_part]), set(order[n_part : 2 * n_part])
+    train_keys = set(order[2 * n_part :])
     train = _take(pool, train_keys, n, task_id, "training")
     heldout = []
     if n_heldout:
         heldout = _take(pool, select, half, task_id, "select") + _take(pool, report, half, task_id, "report")
     stats = {
-        "draws": len(pool),
+        "draws": draws,
         "distinct_keys_drawn": len(keys),
         "space_exhausted": exhausted,
         "real_keys_excluded": len(excluded),
