@@ -145,13 +145,14 @@ def test_unpaired_seeds_are_left_out_of_a_comparison():
     assert stats["arms"]["val"]["loss"]["exp_0_encoder_decoder"]["n_seeds"] == 3
 
 
+def echo_predictor(model, *args, **kwargs):
+    """Generation that echoes the query input (fast, deterministic)."""
+    return lambda episodes: [(e.query_input.copy(), -1.0) for e in episodes]
+
+
 @pytest.fixture
 def echo(monkeypatch):
-    """Generation echoes the query input (fast, deterministic); the loss is the tiny model's own."""
-
-    def echo_predictor(model, *args, **kwargs):
-        return lambda episodes: [(e.query_input.copy(), -1.0) for e in episodes]
-
+    """Echoed generation; the loss is still the tiny model's own."""
     monkeypatch.setattr(rp, "model_predictor", echo_predictor)
 
 

@@ -236,6 +236,15 @@ def evaluate_model(model, problems: list[Problem], views: int = 1, seed: int = 0
     return {"metrics": metrics, "predictions": predictions}
 
 
+def latest_csv(runs_dir: Path, experiment: str, seed: int) -> Path | None:
+    """metrics.csv of the newest log version of one run (runs/<experiment>/seed_<seed>/version_N/)."""
+    found = sorted(
+        (runs_dir / experiment / f"seed_{seed}").glob("version_*/metrics.csv"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    return found[-1] if found else None
+
+
 def evaluate_run(run: Run, problems: dict, key: dict, fresh: bool = False, progress=print) -> dict:
     """{set: {task: metrics}} of one run, from its cached evaluation.json when that matches `key`."""
     cache = run.checkpoint.parent / EVALUATION_FILE

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from arclib.evaluation.report import CONCLUSION_METRICS, EVAL_SETS, task_table
+from arclib.evaluation.report import CONCLUSION_METRICS, EVAL_SETS, latest_csv, task_table
 from arclib.viz.live import read_metrics_csv
 
 
@@ -50,15 +50,6 @@ def plot_task_heatmap(report: dict, set_name: str = "heldout", metric: str = "ex
     fig.tight_layout()
     plt.close(fig)
     return fig
-
-
-def latest_csv(runs_dir: Path, experiment: str, seed: int) -> Path | None:
-    """metrics.csv of the newest log version of one run."""
-    found = sorted(
-        (runs_dir / experiment / f"seed_{seed}").glob("version_*/metrics.csv"),
-        key=lambda p: p.stat().st_mtime,
-    )
-    return found[-1] if found else None
 
 
 def seed_curves(runs_dir: Path, seeds: dict[str, list[int]], metric: str) -> dict[str, list[tuple]]:
