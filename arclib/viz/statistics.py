@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from arclib.evaluation.report import CONCLUSION_METRICS, EVAL_SETS, latest_csv, task_table
 from arclib.viz.live import read_metrics_csv
@@ -42,7 +43,9 @@ def plot_task_heatmap(report: dict, set_name: str = "heldout", metric: str = "ex
     im = ax.imshow(mean, cmap="viridis" if metric != "loss" else "viridis_r", aspect="auto", **limits)
     for (i, j), m in np.ndenumerate(mean):
         text = f"{m:.2f}" + ("" if np.isnan(sd[i, j]) else f"\n({sd[i, j]:.2f})")
-        ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white")
+        r, g, b, _ = im.cmap(im.norm(m))
+        dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+        ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
     ax.set_yticks(range(len(arms)), arms)
     ax.set_xticks(range(len(tasks)), tasks, rotation=60, ha="right")
     ax.set_title(f"{set_name} {metric} per task: mean over seeds (sd)")
@@ -75,6 +78,7 @@ def plot_seed_band_curves(curves: dict[str, list[tuple]], metric: str = "heldout
         ax.plot(epochs, values.mean(axis=0), color=f"C{k}", label=f"{arm} ({len(runs)} seeds)", marker=".")
         if len(runs) > 1:
             ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=f"C{k}", alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric}: mean over seeds, band = lowest to highest seed")
     ax.legend(fontsize=7)
     fig.tight_layout()
