@@ -242,3 +242,23 @@ def test_bench_quick_prints_the_table(tmp_path):
             and row["model_flops_per_s"] > 0
         )
         assert row["generation_grids_per_s"] > 0 and row["peak_rss_mb"] > 0
+
+
+def test_seed_band_curves_span_the_seeds(tmp_path):
+    from arclib.viz.statistics import plot_seed_band_curves, seed_curves
+
+    for seed, values in {1: (2.0, 1.0, 0.5), 2: (3.0, 2.0)}.items():  # seed 2 stopped an epoch early
+        csv = tmp_path / "exp_1_grid2d" / f"seed_{seed}" / "version_0" / "metrics.csv"
+        csv.parent.mkdir(parents=True)
+        csv.write_text("epoch,step,heldout_loss\n" + "".join(f"{e},{e},{v}\n" for e, v in enumerate(values)))
+    curves = seed_curves(tmp_path, {"exp_1_grid2d": [1, 2, 3]}, "heldout_loss")  # seed 3 has no log
+    assert len(curves["exp_1_grid2d"]) == 2
+    ax = plot_seed_band_curves(curves).axes[0]
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == [0, 1] and list(line.get_ydata()) == [
+        2.5,
+        1.5,
+    ]  # epochs both seeds reached
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == 1.0 and band[:, 1].max() == 3.0
+    assert "2 seeds" in line.get_label()
