@@ -48,13 +48,18 @@ def test_best_checkpoint_uses_only_its_monitor(tmp_path):
 
 
 def test_heldout_problems_come_from_the_report_slice_only():
-    problems = rp.evaluation_problems(per_task=50)
+    problems = rp.evaluation_problems(per_task=None)
     examples = load_examples(DATA_DIR / "heldout", task_split()["train"])
-    for p in problems["heldout"]:
-        report = heldout_slice(examples[p.task_id], "report")
-        in_slice = lambda grid, pairs: any(np.array_equal(grid, x) for x, _ in pairs)  # noqa: E731
-        assert in_slice(p.test_inputs[0], report) and all(in_slice(x, report) for x, _ in p.demos)
-    assert len(problems["heldout"]) == 14 * 50  # every report example is a query
+
+    def key(task_id, x, y):
+        return (task_id, x.shape, x.tobytes(), y.shape, y.tobytes())
+
+    queries = sorted(key(p.task_id, p.test_inputs[0], p.test_outputs[0]) for p in problems["heldout"])
+    report = sorted(key(t, x, y) for t, ex in examples.items() for x, y in heldout_slice(ex, "report"))
+    select = sorted(key(t, x, y) for t, ex in examples.items() for x, y in heldout_slice(ex, "select"))
+    assert queries == report and queries != select  # each report example is a query once; select is not used
+    demos = {key(p.task_id, x, y) for p in problems["heldout"] for x, y in p.demos}
+    assert demos <= set(report)
     assert sorted({p.task_id for p in problems["val"]}) == task_split()["val"]
     assert len({p.task_id for p in problems["real18"]}) == 18
 
@@ -183,11 +188,11 @@ def test_report_command_rebuilds_from_runs_and_reuses_evaluations(tmp_path, echo
     assert rp.main(argv) == 0
     report = json.loads((tmp_path / "checkpoints" / "ablation_results.json").read_text())
     assert report["seeds"] == {arm: [1, 2] for arm in arms} and report["monitor"] == "heldout_loss"
-    assert report["heldout_slice"] == {"name": "report", "examples": [50, 100]}
+    assert report["heldout_slice"] == {"name": "report", "queries": 14}  # 1 query per task
     row = report["statistics"]["comparisons"]["heldout"]["loss"][0]
     assert (row["a"], row["b"], row["n_seeds"], row["n_tasks"]) == (*arms, 2, 14)
     md = (tmp_path / "checkpoints" / "ablation_results.md").read_text()
-    assert "Grid2D positions (exp_1_grid2d against exp_0_encoder_decoder)" in md and "'report' slice" in md
+    assert "Grid2D positions (exp_1_grid2d against exp_0_encoder_decoder)" in md and "'report' half" in md
     assert "![curves_heldout_loss](ablation_figures/curves_heldout_loss.png)" in md
     assert (tmp_path / "checkpoints" / "ablation_figures" / "forest_heldout_loss.png").stat().st_size > 0
 

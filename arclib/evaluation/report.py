@@ -35,7 +35,7 @@ import torch
 from arclib.data.arc import ARC_DATASET
 from arclib.data.episodes import NO_AUGMENT, EpisodeDataset, EpisodePlanner
 from arclib.data.generate import DATA_DIR, load_examples
-from arclib.data.split import HELDOUT_SLICES, heldout_slice, task_split
+from arclib.data.split import heldout_slice, task_split
 from arclib.data.tokens import PAD, Episode, collate
 from arclib.evaluation.arc_score import score_output, task_scores
 from arclib.evaluation.cli import EPISODE_SEED, Problem, real_problems
@@ -173,15 +173,14 @@ def evaluation_problems(per_task: int | None, data_dir: Path = DATA_DIR) -> dict
     except FileNotFoundError as e:
         raise ReportError(str(e)) from None
     heldout = {t: heldout_slice(examples, REPORT_SLICE) for t, examples in heldout.items()}
-    if short := [t for t, examples in heldout.items() if len(examples) < 3]:
-        raise ReportError(
-            f"{data_dir / 'heldout'}: too few examples in the {REPORT_SLICE!r} slice of {short}"
-        )
-    return {
-        "val": _problems_from_examples(val, 2, per_task),
-        "heldout": _problems_from_examples(heldout, 2, per_task),
-        "real18": real_problems(sorted(TASK_IDS), per_task),
-    }
+    try:
+        return {
+            "val": _problems_from_examples(val, 2, per_task),
+            "heldout": _problems_from_examples(heldout, 2, per_task),
+            "real18": real_problems(sorted(TASK_IDS), per_task),
+        }
+    except ValueError as e:  # too few (distinct) examples for an episode
+        raise ReportError(f"{data_dir}: cannot build the evaluation episodes ({e})") from None
 
 
 def problems_digest(problems: dict[str, list[Problem]]) -> str:
@@ -417,10 +416,7 @@ def run_report(
         "per_task": per_task,
         "views": views,
         "monitor": monitor,
-        "heldout_slice": {
-            "name": REPORT_SLICE,
-            "examples": [HELDOUT_SLICES[REPORT_SLICE].start, HELDOUT_SLICES[REPORT_SLICE].stop],
-        },
+        "heldout_slice": {"name": REPORT_SLICE, "queries": len(problems["heldout"])},
         "confidence": CONFIDENCE,
         "seeds": {arm: sorted(int(s) for s in by_seed) for arm, by_seed in runs.items()},
         "missing": missing,
@@ -454,8 +450,8 @@ def format_markdown(report: dict, figures: dict[str, str] | None = None) -> str:
         "# Ablation results",
         "",
         f"Created {report['created']} at commit {report['commit'] or 'unknown'}. Real tasks: {report['arc_dataset']}.",
-        f"Checkpoints selected on `{report['monitor']}`; held-out results on the {sl['name']!r} slice (examples "
-        f"{sl['examples'][0]}-{sl['examples'][1] - 1} of each task), which selection never saw. Up to "
+        f"Checkpoints selected on `{report['monitor']}`; held-out results on the {sl['name']!r} half of each task's held-out "
+        f"examples ({sl['queries']} queries), which selection never saw. Up to "
         f"{report['per_task']} queries per task, {report['views']} view(s) per query.",
         "Metrics by free generation (the model writes the grid and its size); loss is teacher-forced per target "
         "token within a task. Every mean over tasks weighs each task the same.",
