@@ -70,9 +70,8 @@ CHANGES = {
     "exp_2_perminv": "Colour-permutation equivariance",
     "exp_3_champion": "The context-pair encoder and bridge",
 }
-_SCORE = re.compile(
-    r"-epoch=([0-9]+)-(val_loss|heldout_loss)=([0-9]+\.[0-9]+)\.ckpt$"
-)  # a nan/inf file never matches
+# <experiment>-epoch=NN-<monitor>=<value>.ckpt; a nan or inf value never matches
+_SCORE = re.compile(r"-epoch=([0-9]+)-(val_loss|heldout_loss)=([0-9]+\.[0-9]+)\.ckpt$")
 _SEED_DIR = re.compile(r"^seed_(-?[0-9]+)$")
 
 
