@@ -7,6 +7,7 @@ fit ...                 LightningCLI training (python -m arclib fit --config con
 evaluate ...            ARC-style scoring of a checkpoint (pass@2, voting, test-time training)
 bench                   training and generation throughput of each experiment
 ablation                train every experiment in a profile and write the analysis report
+report                  rebuild checkpoints/ablation_results.{json,md} from existing runs (no training)
 """
 
 from __future__ import annotations
@@ -61,13 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
         make_cli(None if from_command_line else argv)
         return 0
-    if argv and argv[0] in ("evaluate", "bench", "ablation"):
+    if argv and argv[0] in ("evaluate", "bench", "ablation", "report"):
         import importlib
 
         module = {
             "evaluate": "arclib.evaluation.cli",
             "bench": "arclib.bench",
             "ablation": "arclib.ablation",
+            "report": "arclib.evaluation.report",
         }[argv[0]]
         return importlib.import_module(module).main(argv[1:])
 
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     data.set_defaults(func=_data)
     models = sub.add_parser("models", help="parameter table")
     models.set_defaults(func=_models)
-    for name in ("fit", "evaluate", "bench", "ablation"):
+    for name in ("fit", "evaluate", "bench", "ablation", "report"):
         sub.add_parser(name, help=f"see python -m arclib {name} --help")
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,14 +1,17 @@
-"""The main job: train every experiment in a profile, then run the analysis notebook, which writes the report.
+"""The main job: train every experiment with N seeds, write the report, then run the analysis notebook.
 
-    python -m arclib ablation --profile cpu          (what `make ablation` runs)
+    python -m arclib ablation --profile cpu [--seeds 3]          (what `make ablation` runs)
 
-Each experiment trains in its own process (`python -m arclib fit ...`), so one crash loses only that run,
-and its log goes to runs/ablation_<profile>/<experiment>.log. Wall times go to checkpoints/ablation_timing.json.
+A seed sets the model's initialisation and the episode sampling (`--seed_everything`; the datamodule's episodes
+follow it), so seed s gives every experiment the same episode stream and the arms pair seed by seed. Seeds are
+FIRST_SEED, FIRST_SEED + 1, ... Each run trains in its own process (`python -m arclib fit ...`), so one crash
+loses only that run; runs land in runs/<experiment>/seed_<seed>/ (its log: ablation_<profile>.log there) and
+checkpoints/<experiment>/seed_<seed>/. Wall times go to checkpoints/ablation_timing.json. Then
+`python -m arclib report` writes checkpoints/ablation_results.{json,md}, and the analysis notebook runs.
 
-Experiments run `--jobs` at a time, each on cores // jobs threads. Small-batch CPU training uses a second
-thread poorly, so two single-threaded runs side by side finish sooner than two two-threaded runs in turn.
-Experiments start in MODEL_NAMES order, which puts the slowest (the decoder-only) first: its lane stays busy
-while the other lane trains the rest.
+Runs go `--jobs` at a time, each on cores // jobs threads. Small-batch CPU training uses a second thread
+poorly, so two single-threaded runs side by side finish sooner than two two-threaded runs in turn. Runs start
+seed by seed in MODEL_NAMES order, which puts the slowest (the decoder-only) first.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from arclib.training.cli import CONFIG_DIR, PROFILES, REPO_ROOT
 
 ANALYSIS_NOTEBOOK = REPO_ROOT / "notebooks" / "08_analysis.ipynb"
 STATUS_EVERY_S = 120
+FIRST_SEED = 307  # the seed's own run (configs/base.yaml seed_everything)
+DEFAULT_SEEDS = 3
+EVAL_PER_TASK = {"smoke": 2, "cpu": 5, "full": 50}  # generated queries per task in the report
 
 
 class AblationError(RuntimeError):
@@ -38,20 +44,33 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def _start(experiment: str, profile: str, output_root: Path, extra: list[str], threads: int):
-    log = output_root / "runs" / f"ablation_{profile}" / f"{experiment}.log"
+def seeds(n: int) -> list[int]:
+    if n < 1:
+        raise ValueError(f"--seeds must be at least 1, got {n}")
+    return [FIRST_SEED + k for k in range(n)]
+
+
+def run_log(output_root: Path, experiment: str, seed: int, profile: str) -> Path:
+    return output_root / "runs" / experiment / f"seed_{seed}" / f"ablation_{profile}.log"
+
+
+def _start(run: tuple[str, int], profile: str, output_root: Path, extra: list[str], threads: int):
+    experiment, seed = run
+    log = run_log(output_root, experiment, seed, profile)
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "arclib", "fit",
         "--config", str(CONFIG_DIR / f"{experiment}.yaml"),
         "--config", str(CONFIG_DIR / "profiles" / f"{profile}.yaml"),
         "--output_root", str(output_root),
+        "--seed_everything", str(seed),
         "--trainer.enable_progress_bar=false",
         *extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     print(
-        f"[ablation] {experiment}: training ({profile} profile, {threads} thread(s)), log {log}", flush=True
+        f"[ablation] {experiment} seed {seed}: training ({profile} profile, {threads} thread(s)), log {log}",
+        flush=True,
     )
     with open(log, "w") as f:
         process = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
@@ -59,56 +78,63 @@ def _start(experiment: str, profile: str, output_root: Path, extra: list[str], t
 
 
 def _status(output_root: Path, running: dict) -> str:
-    """One line: each running experiment's validated epochs and latest held-out loss, from its CSV log."""
-    from arclib.viz.report import latest_metrics_csv  # here: it imports matplotlib
+    """One line: each running run's validated epochs and latest held-out loss, from its CSV log."""
+    from arclib.evaluation.report import latest_csv
 
     parts = []
-    for experiment, (_, _, began) in running.items():
-        path = latest_metrics_csv(output_root / "runs", experiment)
+    for (experiment, seed), (_, _, began) in running.items():
+        path = latest_csv(output_root / "runs", experiment, seed)
         rows = []
         if path is not None and path.stat().st_mtime >= began:  # not a CSV of an earlier run
             with open(path) as f:
                 rows = [r for r in csv.DictReader(f) if r.get("heldout_loss")]
+        name = f"{experiment}/seed_{seed}"
         if rows:
-            parts.append(
-                f"{experiment}: {len(rows)} epoch(s), heldout_loss {float(rows[-1]['heldout_loss']):.3f}"
-            )
+            parts.append(f"{name}: {len(rows)} epoch(s), heldout_loss {float(rows[-1]['heldout_loss']):.3f}")
         else:
-            parts.append(f"{experiment}: first epoch")
+            parts.append(f"{name}: first epoch")
     return "; ".join(parts)
 
 
 def train_experiments(
-    experiments: list[str], profile: str, output_root: Path, extra: list[str], jobs: int, on_done=None
-) -> dict[str, float]:
-    """Train `experiments`, `jobs` at a time; {experiment: wall seconds}. Raises AblationError naming every
-    failed experiment (with the end of its log) after the others have finished."""
+    experiments: list[str],
+    profile: str,
+    output_root: Path,
+    extra: list[str],
+    jobs: int,
+    on_done=None,
+    seed_list: list[int] = (FIRST_SEED,),
+) -> dict[tuple[str, int], float]:
+    """Train every (experiment, seed), `jobs` at a time; {(experiment, seed): wall seconds}. Raises
+    AblationError naming every failed run (with the end of its log) after the others have finished."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    pending, running, seconds, failures = list(experiments), {}, {}, []
+    pending = [(e, s) for s in seed_list for e in experiments]
+    running, seconds, failures = {}, {}, []
     start = last_status = time.time()
     try:
         while pending or running:
             while pending and len(running) < jobs:
-                experiment = pending.pop(0)
-                running[experiment] = _start(experiment, profile, output_root, extra, threads)
+                run = pending.pop(0)
+                running[run] = _start(run, profile, output_root, extra, threads)
             time.sleep(0.5)
             if time.time() - last_status > STATUS_EVERY_S:
                 last_status = time.time()
                 elapsed = (last_status - start) / 60
                 print(f"[ablation] {elapsed:.1f} min: {_status(output_root, running)}", flush=True)
-            for experiment, (process, log, began) in list(running.items()):
+            for run, (process, log, began) in list(running.items()):
                 if process.poll() is None:
                     continue
-                del running[experiment]
+                del running[run]
+                name = f"{run[0]} seed {run[1]}"
                 if process.returncode != 0:
                     tail = log.read_text()[-3000:]
-                    failures.append(f"{experiment} failed (exit {process.returncode}); end of {log}:\n{tail}")
-                    print(f"[ablation] {experiment}: FAILED, see {log}", flush=True)
+                    failures.append(f"{name} failed (exit {process.returncode}); end of {log}:\n{tail}")
+                    print(f"[ablation] {name}: FAILED, see {log}", flush=True)
                     continue
-                seconds[experiment] = time.time() - began
-                print(f"[ablation] {experiment}: done in {seconds[experiment] / 60:.1f} min", flush=True)
+                seconds[run] = time.time() - began
+                print(f"[ablation] {name}: done in {seconds[run] / 60:.1f} min", flush=True)
                 if on_done:
-                    on_done(experiment, seconds[experiment], threads)
+                    on_done(run, seconds[run], threads)
     finally:
         for process, _, _ in running.values():  # interrupted: stop the children too
             process.terminate()
@@ -138,41 +164,68 @@ def run_analysis_notebook(output_root: Path, profile: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__)
+    from arclib.evaluation import report
+
+    parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--profile", default="cpu", choices=PROFILES)
     parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
-    parser.add_argument("--jobs", type=int, default=default_jobs(), help="experiments trained at once")
+    parser.add_argument(
+        "--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per experiment, from {FIRST_SEED}"
+    )
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="runs trained at once")
     parser.add_argument("--output-root", default=str(REPO_ROOT), help="folder for checkpoints/ and runs/")
-    parser.add_argument("--skip-training", action="store_true", help="only run the analysis")
+    parser.add_argument(
+        "--skip-training", action="store_true", help="only write the report (and the notebook)"
+    )
+    parser.add_argument("--skip-notebook", action="store_true", help="do not run the analysis notebook")
     args, extra = parser.parse_known_args(argv)
+    try:
+        seed_list = seeds(args.seeds)
+    except ValueError as e:
+        parser.error(str(e))
     output_root = Path(args.output_root).resolve()
     timing_path = output_root / "checkpoints" / "ablation_timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     start = time.perf_counter()
 
-    def record(experiment: str, seconds: float, threads: int) -> None:
-        timing[experiment] = {"profile": args.profile, "train_seconds": round(seconds, 1), "threads": threads}
+    def record(run: tuple[str, int], seconds: float, threads: int) -> None:
+        timing[f"{run[0]}/seed_{run[1]}"] = {
+            "profile": args.profile,
+            "train_seconds": round(seconds, 1),
+            "threads": threads,
+        }
         atomic_write_text(timing_path, json.dumps(timing, indent=1) + "\n")
 
-    failure = None
+    failures = []
     if not args.skip_training:
         try:
-            train_experiments(args.experiments, args.profile, output_root, extra, max(1, args.jobs), record)
+            train_experiments(
+                args.experiments, args.profile, output_root, extra, max(1, args.jobs), record, seed_list
+            )
         except AblationError as e:
-            failure = e  # the analysis still reports the experiments that trained
+            failures.append(str(e))  # the report still covers the runs that trained
         timing["train_seconds"] = round(time.perf_counter() - start, 1)
-    print("[ablation] running the analysis notebook", flush=True)
+    print("[ablation] writing the report", flush=True)
     analysis_start = time.perf_counter()
-    executed = run_analysis_notebook(output_root, args.profile)
+    per_task = EVAL_PER_TASK[args.profile]
+    if report.main(["--output-root", str(output_root), "--per-task", str(per_task)]) != 0:
+        failures.append("the report could not be written (see above)")
+    if not args.skip_notebook:
+        print("[ablation] running the analysis notebook", flush=True)
+        try:
+            executed = run_analysis_notebook(output_root, args.profile)
+            print(f"[ablation] executed notebook {executed}")
+        except Exception as e:  # the report is already written; say what failed
+            failures.append(f"the analysis notebook failed: {type(e).__name__}: {str(e)[-2000:]}")
     timing["analysis_seconds"] = round(time.perf_counter() - analysis_start, 1)
     total = time.perf_counter() - start
     timing["total_seconds"] = round(total, 1)
     atomic_write_text(timing_path, json.dumps(timing, indent=1) + "\n")
-    report = output_root / "checkpoints" / "ablation_results.md"
-    print(f"[ablation] finished in {total / 60:.1f} min; report {report}; executed notebook {executed}")
-    if report.exists():
-        print(report.read_text())
-    if failure:
+    md = output_root / "checkpoints" / "ablation_results.md"
+    print(f"[ablation] finished in {total / 60:.1f} min; report {md}")
+    if md.exists():
+        print(md.read_text())
+    for failure in failures:
         print(f"[ablation] {failure}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failures else 0

@@ -200,26 +200,3 @@ def test_bad_config_values_get_clear_errors(tmp_path, args, message):
     assert out.returncode != 0
     assert message in out.stdout + out.stderr
     assert not list((tmp_path / "checkpoints").rglob("*.ckpt"))
-
-
-def test_ablation_trains_experiments_side_by_side(tmp_path):
-    from arclib.ablation import _status, train_experiments
-
-    done, began = [], time.time()
-    names = ["exp_0_encoder_decoder", "exp_3_champion"]
-    seconds = train_experiments(names, "smoke", tmp_path, [], jobs=2, on_done=lambda *args: done.append(args))
-    assert sorted(seconds) == sorted(names) and all(s > 0 for s in seconds.values())
-    assert sorted(d[0] for d in done) == sorted(names)
-    for name in names:
-        assert (tmp_path / "checkpoints" / name / "last.ckpt").exists()
-        assert (tmp_path / "runs" / "ablation_smoke" / f"{name}.log").exists()
-    status = _status(tmp_path, {name: (None, None, began) for name in [*names, "exp_1_grid2d"]})
-    assert "exp_3_champion: 2 epoch(s), heldout_loss" in status and "exp_1_grid2d: first epoch" in status
-
-
-def test_ablation_names_the_failed_experiment_and_its_log(tmp_path):
-    from arclib.ablation import AblationError, train_experiments
-
-    with pytest.raises(AblationError, match=r"exp_1_grid2d failed .*exp_1_grid2d\.log") as err:
-        train_experiments(["exp_1_grid2d"], "smoke", tmp_path, ["--trainer.max_epochs=oops"], jobs=1)
-    assert "max_epochs" in str(err.value)  # the end of the log says what was wrong

@@ -1,0 +1,102 @@
+"""The ablation job: N seeds per experiment, the same episode stream per seed for every arm, one folder per run,
+failures named, and the report written from the runs."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from arclib import ablation
+from arclib.evaluation import report as rp
+from arclib.training import load_experiment
+
+ARMS = ["exp_0_encoder_decoder", "exp_3_champion"]
+QUICK = ["--trainer.max_epochs=1", "--model.generate_per_task=0"]
+
+
+def episode_stream(experiment: str, seed: int, epochs: int = 2) -> list:
+    """Every training episode plan of the first epochs, in order, as the run's sampler yields them."""
+    exp = load_experiment(experiment, "smoke", f"--seed_everything={seed}")
+    dm = exp.datamodule
+    dm.setup("fit")
+    sampler = dm.train_dataloader().batch_sampler
+    stream = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        stream += [repr(plan) for batch in sampler for plan in batch]
+    return stream
+
+
+def test_a_seed_gives_every_arm_the_same_episodes():
+    assert ablation.seeds(3) == [307, 308, 309]
+    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+        ablation.seeds(0)
+    champion = episode_stream("exp_3_champion", 308)
+    assert champion and episode_stream("exp_-1_decoder_only", 308) == champion
+    assert episode_stream("exp_3_champion", 309) != champion  # negative control: the seed matters
+
+
+def test_ablation_trains_every_seed_side_by_side(tmp_path):
+    done, began = [], time.time()
+    seconds = ablation.train_experiments(
+        ARMS, "smoke", tmp_path, QUICK, jobs=2, on_done=lambda *a: done.append(a[0]), seed_list=[307, 308]
+    )
+    runs = [(e, s) for s in (307, 308) for e in ARMS]
+    assert (
+        sorted(seconds) == sorted(runs)
+        and sorted(done) == sorted(runs)
+        and all(v > 0 for v in seconds.values())
+    )
+    for experiment, seed in runs:
+        run_dir = tmp_path / "runs" / experiment / f"seed_{seed}"
+        assert (run_dir / "ablation_smoke.log").exists()
+        config = yaml.safe_load((run_dir / "version_0" / "config.yaml").read_text())
+        assert config["seed_everything"] == seed and (run_dir / "version_0" / "metrics.csv").exists()
+    running = {(e, 307): (None, None, began) for e in ARMS} | {("exp_1_grid2d", 307): (None, None, began)}
+    status = ablation._status(tmp_path, running)
+    assert "exp_3_champion/seed_307: 1 epoch(s), heldout_loss" in status
+    assert "exp_1_grid2d/seed_307: first epoch" in status
+
+
+def test_ablation_names_the_failed_run_and_its_log(tmp_path):
+    with pytest.raises(
+        ablation.AblationError, match=r"exp_1_grid2d seed 308 failed .*seed_308/ablation_smoke\.log"
+    ) as err:
+        ablation.train_experiments(
+            ["exp_1_grid2d"], "smoke", tmp_path, ["--trainer.max_epochs=oops"], 1, seed_list=[308]
+        )
+    assert "max_epochs" in str(err.value)  # the end of the log says what was wrong
+
+
+def test_ablation_writes_the_report_from_existing_runs(tmp_path, monkeypatch, capsys):
+    from test_report import echo_predictor, save  # tests/ is on sys.path under pytest
+
+    monkeypatch.setattr(rp, "model_predictor", echo_predictor)
+    for arm in ARMS:
+        for seed in ablation.seeds(3):
+            save(
+                tmp_path / "checkpoints" / arm / f"seed_{seed}" / f"{arm}-epoch=00-heldout_loss=1.0000.ckpt",
+                arm,
+            )
+    argv = ["--profile", "smoke", "--output-root", str(tmp_path), "--skip-training", "--skip-notebook"]
+    assert ablation.main(argv) == 0
+    report = json.loads((tmp_path / "checkpoints" / "ablation_results.json").read_text())
+    assert report["per_task"] == ablation.EVAL_PER_TASK["smoke"]
+    assert all(len(report["seeds"][arm]) == 3 for arm in ARMS)
+    for set_name in rp.EVAL_SETS:
+        for metric in rp.STAT_METRICS:
+            rows = report["statistics"]["comparisons"][set_name][metric]
+            assert [(r["a"], r["b"], r["n_seeds"]) for r in rows] == [
+                ("exp_0_encoder_decoder", "exp_3_champion", 3)
+            ]
+            assert all(np.isfinite([r["low"], r["high"], r["p_holm"]]).all() for r in rows)
+    md = (tmp_path / "checkpoints" / "ablation_results.md").read_text()
+    assert "exp_3_champion against exp_0_encoder_decoder" in md and md in capsys.readouterr().out
+
+
+def test_ablation_rejects_zero_seeds(capsys):
+    with pytest.raises(SystemExit):
+        ablation.main(["--seeds", "0", "--skip-training", "--skip-notebook"])
+    assert "--seeds must be at least 1" in capsys.readouterr().err
