@@ -11,8 +11,8 @@ import torch
 from arclib.data import tokens as tk
 from arclib.data.tokens import Episode, collate
 from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_table
-from arclib.models.champion import PADDING, QUERY, pair_segments, segment_mask, task_code
-from arclib.models.layers import ColourCanon, Grid2D, RoPE, sinusoidal
+from arclib.models.champion import segment_mask, segment_positions, task_code
+from arclib.models.layers import PADDING, QUERY, ColourCanon, Grid2D, RoPE, pair_segments, sinusoidal
 
 ATOL = 1e-5
 
