@@ -11,6 +11,7 @@ import torch
 from arclib.data import tokens as tk
 from arclib.data.tokens import Episode, collate
 from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_table
+from arclib.models.base import novel_colour_targets
 from arclib.models.champion import segment_mask, segment_positions, task_code
 from arclib.models.layers import PADDING, QUERY, ColourCanon, Grid2D, RoPE, pair_segments, sinusoidal
 
@@ -168,6 +169,19 @@ def test_one_by_one_output_has_finite_loss(name, rng):
     loss.backward()
     assert torch.isfinite(loss) and loss > 0
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_novel_colour_targets():
+    ep = Episode("t", [(np.array([[1, 2]], np.int8), np.array([[2]], np.int8))], np.array([[3]], np.int8),
+                 np.array([[3, 5], [0, 5]], np.int8))  # fmt: skip
+    short = Episode("t", ep.context, ep.query_input, np.array([[4]], np.int8))
+    batch = collate([ep, short])
+    # tgt_out: 3 5 ROW 0 5 ROW EOS; 5 and 0 are absent from the source, but 0 keeps its id and is never
+    # novel; padding and special tokens never count
+    assert novel_colour_targets(batch).tolist() == [
+        [False, True, False, False, True, False, False],
+        [True, False, False, False, False, False, False],
+    ]
 
 
 # sizes --------------------------------------------------------------------------------------------------
