@@ -141,7 +141,9 @@ def canonical_mismatches(episodes, transforms) -> list[int]:
             torch.equal(cb.start[0, p], ca.start[0])
             and torch.equal(cb.same[0][p][:, p], ca.same[0])
             and torch.equal(cb.target(b.tgt_in), ca.target(a.tgt_in))
-            and torch.equal(cb.logits_back(logits, b.tgt_in)[..., vocab_perm(perm)], ca.logits_back(logits, a.tgt_in))
+            and torch.equal(
+                cb.logits_back(logits, b.tgt_in)[..., vocab_perm(perm)], ca.logits_back(logits, a.tgt_in)
+            )
         )
         if not same:
             bad.append(i)
@@ -221,7 +223,9 @@ def test_champion_with_the_previous_rule_is_not(episodes, transforms, monkeypatc
     monkeypatch.setattr(layers, "colour_groups", old_colour_groups)
     eps, trs = model_subset(episodes, transforms)
     deviation = np.array(max_deviation(tiny("exp_3_champion"), eps, trs, reorder=True))
-    print(f"previous rule: {(deviation > 1e-3).sum()} of {len(eps)} episodes move, by up to {deviation.max():.3f}")
+    print(
+        f"previous rule: {(deviation > 1e-3).sum()} of {len(eps)} episodes move, by up to {deviation.max():.3f}"
+    )
     assert (deviation > 1e-3).sum() > 5, deviation
 
 

@@ -85,10 +85,10 @@ class ArcLitModule(L.LightningModule):
         correct = (logits.argmax(-1) == target) & real
         novel = novel_colour_targets(batch)
         sums = self._val_sums[VAL_SETS[dataloader_idx]]
-        for i, task_id in enumerate(batch.task_ids):  # per-task sums of (nll, correct, real, novel nll, novel)
-            row = torch.stack(
-                [nll[i].sum(), correct[i].sum(), real[i].sum(), nll[i][novel[i]].sum(), novel[i].sum()]
-            ).double().cpu()
+        # per-task sums of (nll, correct tokens, real tokens, nll on novel-colour cells, novel-colour cells)
+        for i, task_id in enumerate(batch.task_ids):
+            parts = [nll[i].sum(), correct[i].sum(), real[i].sum(), nll[i][novel[i]].sum(), novel[i].sum()]
+            row = torch.stack(parts).double().cpu()
             sums[task_id] += row
             sums["all"] += row
 
