@@ -235,7 +235,8 @@ class ColourCanon:
     target, the members of a group get the group's labels in their order of first appearance there: causal and
     label-free, so a colour absent from the source is written under its own label once it has appeared. Until
     then, the probability of the group's next label is shared evenly among its members not yet written. 0 and
-    the special tokens keep their ids.
+    the special tokens keep their ids. No tie is ever broken by a colour's label or by where its pair sits, so
+    relabelling an episode's colours, or reordering its pairs, gives exactly the same canonical labels.
     """
 
     def __init__(self, batch: tk.Batch):
@@ -263,11 +264,10 @@ class ColourCanon:
         -> logits over the episode's own colours."""
         first, written = self._target_labels(tgt_in)
         T = tgt_in.shape[1]
-        pos = torch.arange(T, device=tgt_in.device) if logits.dim() == 3 else torch.tensor([T - 1])
-        appeared = first[:, None, :] <= pos.to(tgt_in.device)[None, :, None]  # (B, T', 9)
-        same = self.same.to(torch.float32)
-        n_written = (appeared.to(torch.float32) @ same).long()  # (B, T', 9): group members written so far
-        n_unwritten = same.sum(1).long()[:, None, :] - n_written
+        pos = torch.arange(0 if logits.dim() == 3 else T - 1, T, device=tgt_in.device)
+        appeared = first[:, None, :] <= pos[None, :, None]  # (B, T', 9)
+        n_written = (appeared[:, :, :, None] & self.same[:, None]).sum(2)  # (B, T', 9): group members written
+        n_unwritten = self.same.sum(1)[:, None, :] - n_written
         label = torch.where(appeared, written[:, None, :], self.start[:, None, :] + n_written)
         share = torch.where(appeared, 0.0, -n_unwritten.clamp(min=1).float().log())
         lut = torch.arange(tk.VOCAB_SIZE, device=logits.device).repeat(*label.shape[:2], 1)  # (B, T', V)
