@@ -178,6 +178,8 @@ def set_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 QUERY, PADDING = -2, -1  # segment ids besides the context pairs' 0..P-1
+# A fixed random 40-bit weight per rank 1..9: a pair's colours sum to a hash of the ranks it holds (< 2^44).
+_RANK_HASH = torch.randint(0, 2**40, (tk.N_COLOURS,), generator=torch.Generator().manual_seed(0))
 
 
 def pair_segments(src: torch.Tensor, role: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -194,8 +196,9 @@ def colour_groups(batch: tk.Batch) -> tuple[torch.Tensor, torch.Tensor]:
     Colours are ordered by a key that depends neither on colour labels nor on the order of the context pairs:
     first position in the query input (absent last), then count over the source (most first), then the
     per-pair statistics (counts in the pair's input and output grid, most first, and first (row, col) in each)
-    as a sorted multiset over pairs. Colours with equal keys form a group that shares a label range; colours
-    absent from the source always form one group, the last. Ranking by anything that depends on pair order
+    as a sorted multiset over pairs; then, to part colours that play the same part in different pairs, the
+    sorted multiset over pairs of the ranks of the other colours each pair holds. Colours with equal keys form
+    a group that shares a label range; colours absent from the source always form one group, the last. Ranking by anything that depends on pair order
     (such as first position in the packed source) would make the champion see different labels when only the
     order of its demonstrations changed.
     """
@@ -220,11 +223,21 @@ def colour_groups(batch: tk.Batch) -> tuple[torch.Tensor, torch.Tensor]:
     c_in, c_out, f_in, f_out = count[:, 0:-1:2], count[:, 1:-1:2], first[:, 0:-1:2], first[:, 1:-1:2]
     pair_key = (((1023 - c_in) * 1024 + (1023 - c_out)) * 1024 + f_in) * 1024 + f_out  # (B, P, 9)
     key = torch.cat([first[:, -1:], -count.sum(1, keepdim=True), pair_key.sort(1).values], 1)  # (B, L, 9)
-    # Lexicographic comparison of every colour's key with every other's: the sign of the first difference.
-    diff = (key[:, :, :, None] - key[:, :, None, :]).sign()  # (B, L, 9, 9)
+    rank = _ranks(key)
+    # One refinement step: per pair, a hash of the ranks of the colours it holds besides this one (-1 if absent).
+    held = (c_in + c_out) > 0  # (B, P, 9)
+    rank_hash = _RANK_HASH.to(device)[rank][:, None, :] * held  # (B, P, 9)
+    others = torch.where(held, rank_hash.sum(-1, keepdim=True) - rank_hash, -1)
+    rank = _ranks(torch.cat([rank[:, None, :], others.sort(1).values], 1))
+    same = rank[:, :, None] == rank[:, None, :]
+    return rank, same
+
+
+def _ranks(key: torch.Tensor) -> torch.Tensor:
+    """(B, L, 9) keys -> (B, 9) 1 + the number of colours whose key is lexicographically smaller."""
+    diff = (key[:, :, :, None] - key[:, :, None, :]).sign()  # (B, L, 9, 9): the sign of each difference
     first_diff = diff.gather(1, (diff != 0).long().argmax(1, keepdim=True)).squeeze(1)  # (B, 9, 9)
-    below = (first_diff < 0).sum(1)  # (B, 9): colours with a smaller key than each colour
-    return below + 1, first_diff == 0
+    return (first_diff < 0).sum(1) + 1
 
 
 class ColourCanon:
