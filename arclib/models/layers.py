@@ -198,9 +198,9 @@ def colour_groups(batch: tk.Batch) -> tuple[torch.Tensor, torch.Tensor]:
     per-pair statistics (counts in the pair's input and output grid, most first, and first (row, col) in each)
     as a sorted multiset over pairs; then, to part colours that play the same part in different pairs, the
     sorted multiset over pairs of the ranks of the other colours each pair holds. Colours with equal keys form
-    a group that shares a label range; colours absent from the source always form one group, the last. Ranking by anything that depends on pair order
-    (such as first position in the packed source) would make the champion see different labels when only the
-    order of its demonstrations changed.
+    a group that shares a label range; colours absent from the source always form one group, the last.
+    Ranking by anything that depends on pair order (such as first position in the packed source) would make
+    the champion see different labels when only the order of its demonstrations changed.
     """
     B, device = len(batch), batch.src.device
     segment = pair_segments(batch.src, batch.src_role, batch.src_mask)
