@@ -61,10 +61,10 @@ def test_trial69_recipe_from_the_configs(tmp_path):
     assert exp.datamodule.hparams.batch_size == 32 and exp.datamodule.hparams.seed == 307
     callbacks = {type(c): c for c in trainer.callbacks}
     stop = callbacks[EarlyStopping]
-    assert stop.patience == 7 and stop.monitor == "val_loss"
+    assert stop.patience == 7 and stop.monitor == "heldout_loss"
     best = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.save_top_k == 3)
     assert (
-        best.monitor == "val_loss"
+        best.monitor == "heldout_loss"
         and best.save_last
         and best.dirpath == str(tmp_path / "checkpoints/exp_3_champion")
     )

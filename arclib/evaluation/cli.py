@@ -5,7 +5,8 @@
 Task sets (--tasks):
   real18    the real ARC-AGI-1 pairs of the 18 tasks: real demos as context, each real test input as a query
   val       generated examples of the 4 validation tasks (data/tasks): each example a query with 2 other
-            examples as context, drawn with a fixed seed exactly as training-time validation draws them
+            examples as context, drawn with a fixed seed as training-time validation draws them (the same
+            episodes only when --limit-per-task equals the run's data.val_per_task)
   heldout   the same over the "report" half of data/heldout (examples of the 14 training tasks whose keys are
             in neither training nor the "select" half that chose the checkpoint)
   IDS       comma-separated ARC-AGI-1 ids (training or evaluation set): real demos as context
@@ -13,9 +14,10 @@ Task sets (--tasks):
 Context: the models were trained with 2 context pairs but accept any number, so real tasks show *all* their
 demos by default; `--context 2` shows the first 2 only. Generated sets use `--context` (default 2) examples.
 
-Each test output is scored twice: without voting (the identity view's greedy answer as the single attempt)
-and with voting over --views augmented views (the two most voted grids as the two attempts). The headline
-`pass2` of the JSON is the voting one; with --views 1 the two coincide.
+Each test output is scored twice: without voting (the identity view's greedy answer as the single attempt:
+pass@1, which the JSON still files under `pass2_no_voting`) and with voting over --views augmented views (the
+two most voted grids as the two attempts: pass@2). The headline `pass2` of the JSON is the voting one; with
+--views 1 the two coincide.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def score(problems: list[Problem], results: list[VoteResult]) -> tuple[dict, lis
 
 def format_table(per_task: dict) -> str:
     plain, voted = per_task["no_voting"], per_task["voting"]
-    header = f"{'task':<10} {'n':>3} {'top1':>6} {'pass@2':>6} {'shape':>6} {'cell':>6} | {'top1 v':>6} {'pass@2 v':>8}"
+    header = f"{'task':<10} {'n':>3} {'top1':>6} {'pass@1':>6} {'shape':>6} {'cell':>6} | {'top1 v':>6} {'pass@2 v':>8}"
     lines = [header, "-" * len(header)]
 
     def row(name, a, b):
@@ -231,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(per_task))
     overall = {k: overall_score(v) for k, v in per_task.items()}
     print(
-        f"pass@2 (mean over {overall['voting']['n_tasks']} tasks): {overall['voting']['pass2']:.3f} with voting "
-        f"({args.views} views), {overall['no_voting']['pass2']:.3f} without; {seconds:.1f}s"
+        f"mean over {overall['voting']['n_tasks']} tasks: pass@2 {overall['voting']['pass2']:.3f} with voting "
+        f"({args.views} views), pass@1 {overall['no_voting']['pass2']:.3f} without; {seconds:.1f}s"
     )
     if args.out is not None:
         summary = {

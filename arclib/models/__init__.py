@@ -1,8 +1,12 @@
-"""The five models of the ablation, by name, at three sizes.
+"""The five models of the ablation, by name, at three sizes, and one control.
 
 Presets: "matched" (every model within 3% of the champion's ~1.6M parameters; the champion is Trial 69's
 d_model 160, 4 heads, d_ff 640, 1 encoder and 3 decoder layers), "seed" (the decoder-only baseline at
 ~530K), "tiny" (tens of thousands of parameters, no dropout: tests and smoke runs).
+
+Each arm differs from the previous one by one named change; the only other change is the champion's d_ff
+(640, where Exp 0-2 have 704 to match its parameter count without a bridge). The control
+`exp_2_perminv_dff640`, Exp 2 at d_ff 640, measures what that change alone does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ MODEL_NAMES = (
     "exp_3_champion",
 )
 CHAMPION = "exp_3_champion"
+CONTROLS = ("exp_2_perminv_dff640",)
 
 _TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0)
 
@@ -56,6 +61,10 @@ _REGISTRY: dict[str, tuple[type[ArcModel], dict]] = {
             "tiny": EncoderDecoderConfig(n_dec_layers=1, grid2d=True, perm_inv=True, **_TINY),
         },
     ),
+    "exp_2_perminv_dff640": (
+        EncoderDecoder,
+        {"matched": EncoderDecoderConfig(d_ff=ChampionConfig.d_ff, grid2d=True, perm_inv=True)},
+    ),
     "exp_3_champion": (
         Champion,
         {"matched": ChampionConfig(), "tiny": ChampionConfig(n_dec_layers=1, **_TINY)},
@@ -66,7 +75,7 @@ _REGISTRY: dict[str, tuple[type[ArcModel], dict]] = {
 def build_model(name: str, preset: str = "matched", **overrides) -> ArcModel:
     """A freshly initialised model; `overrides` replace config fields (e.g. dropout=0.0)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
+        raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES + CONTROLS}")
     cls, presets = _REGISTRY[name]
     if preset not in presets:
         raise ValueError(f"model {name!r} has no preset {preset!r}; it has {tuple(presets)}")
@@ -85,7 +94,7 @@ def parameter_table() -> str:
     """Parameters of every non-tiny preset, and their ratio to the matched champion."""
     champion = count_parameters(build_model(CHAMPION))
     lines = [f"{'model':<24}{'preset':<9}{'params':>11}{'ratio':>8}"]
-    for name in MODEL_NAMES:
+    for name in MODEL_NAMES + CONTROLS:
         for preset in presets(name):
             if preset == "tiny":
                 continue
@@ -95,6 +104,7 @@ def parameter_table() -> str:
 
 
 __all__ = [
+    "CONTROLS",
     "MODEL_NAMES",
     "ArcModel",
     "build_model",

@@ -14,6 +14,16 @@ def token_nll(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.transpose(1, 2).float(), tgt_out, ignore_index=tk.PAD, reduction="none")
 
 
+def novel_colour_targets(batch: tk.Batch) -> torch.Tensor:
+    """(B, T) True at target cells whose colour (1..9; 0 keeps its id) is absent from the source. A
+    colour-equivariant model can only guess such a colour among the unseen ones until it has written it, so
+    losses are also compared without them."""
+    colours = torch.arange(tk.N_COLOURS, device=batch.src.device)
+    in_source = ((batch.src[:, :, None] == colours) & batch.src_mask[:, :, None]).any(1)  # (B, 10)
+    is_cell = (batch.tgt_out > 0) & (batch.tgt_out < tk.N_COLOURS)
+    return is_cell & ~in_source.gather(1, batch.tgt_out.clamp(max=tk.N_COLOURS - 1))
+
+
 class ArcModel(nn.Module):
     """A model reads a `Batch` and predicts `batch.tgt_out` from `batch.tgt_in`.
 

@@ -1,7 +1,9 @@
 """Exp 3, the champion: Exp 2 plus a context encoder that reads each demonstration pair on its own, and a bridge.
 
-Encoding pairs separately, with no position that says which pair came first, and aggregating them by a mean
-makes the model invariant to the order of the demonstrations (exactly, up to float summation order).
+Encoding pairs separately, each with 1D positions counted from its own start (Exp 2 counts them over the
+packed source), and aggregating them by a mean makes the model invariant to the order of the demonstrations
+(exactly, up to float summation order). The only other change from Exp 2 is parameter matching: d_ff 640
+instead of 704 pays for the bridge (`exp_2_perminv_dff640` is Exp 2 at d_ff 640, the control).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch.nn as nn
 
 from arclib.data import tokens as tk
 from arclib.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
-from arclib.models.layers import ColourCanon, set_mean
+from arclib.models.layers import ColourCanon, pair_segments, set_mean
 
 
 @dataclass
@@ -23,15 +25,12 @@ class ChampionConfig(EncoderDecoderConfig):
     perm_inv: bool = True
 
 
-QUERY, PADDING = -2, -1  # segment ids besides the pairs' 0..P-1
-
-
-def pair_segments(src: torch.Tensor, role: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, S) -> segment id of each source token: its context pair's index 0..P-1, QUERY for the query input,
-    PADDING for padding. Each context pair starts with the SEP_IN of its input grid."""
-    starts = (src == tk.SEP_IN) & (role == tk.ROLE_CTX_IN)
-    pair = starts.long().cumsum(1) - 1
-    return torch.where(role == tk.ROLE_QUERY_IN, QUERY, pair).masked_fill(~mask, PADDING)
+def segment_positions(segment: torch.Tensor) -> torch.Tensor:
+    """(B, S) segments -> each token's index from the start of its own segment."""
+    idx = torch.arange(segment.shape[1], device=segment.device).expand_as(segment)
+    starts = torch.ones_like(segment, dtype=torch.bool)
+    starts[:, 1:] = segment[:, 1:] != segment[:, :-1]
+    return idx - torch.where(starts, idx, 0).cummax(1).values
 
 
 def segment_mask(segment: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -72,9 +71,9 @@ class Champion(EncoderDecoder):
     def encode(self, batch: tk.Batch, canon: ColourCanon | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # One pass over the packed source with a block-diagonal mask encodes every pair, and the query input,
         # on its own: no pair padding, and no position or attention links one pair to another.
-        src = canon.apply(batch.src) if canon else batch.src
+        src = canon.source(batch.src) if canon else batch.src
         segment = pair_segments(batch.src, batch.src_role, batch.src_mask)
-        x = self.embed_source(src, batch.src_row, batch.src_col, batch.src_role, pos1d=False)
+        x = self.embed_source(src, batch.src_row, batch.src_col, batch.src_role, segment_positions(segment))
         memory = self.run_encoder(x, segment_mask(segment, batch.src_mask))  # (B, S, D)
         n_pairs = int(segment.max()) + 1
         code = self.bridge(task_code(memory, segment, n_pairs)).view(len(batch), -1, 1, memory.shape[-1])

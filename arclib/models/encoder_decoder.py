@@ -49,11 +49,9 @@ class EncoderDecoder(ArcModel):
 
     # encoder --------------------------------------------------------------------------------------------
 
-    def embed_source(self, tokens, row, col, role, pos1d: bool = True) -> torch.Tensor:
-        """Encoder input (B, S, D): token + role (+ 1D sinusoidal position) (+ Grid2D row/col)."""
-        x = self.tok_emb(tokens) + self.role_emb(role)
-        if pos1d:
-            x = x + sinusoidal(torch.arange(tokens.shape[1], device=tokens.device), self.config.d_model)
+    def embed_source(self, tokens, row, col, role, pos) -> torch.Tensor:
+        """Encoder input (B, S, D): token + role + 1D sinusoidal position `pos` (S,) or (B, S) (+ Grid2D)."""
+        x = self.tok_emb(tokens) + self.role_emb(role) + sinusoidal(pos, self.config.d_model)
         if self.grid is not None:
             x = x + self.grid(row, col)
         return self.drop(x)
@@ -65,13 +63,14 @@ class EncoderDecoder(ArcModel):
 
     def encode(self, batch: tk.Batch, canon: ColourCanon | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One (memory (B, M, D), memory mask (B, M)) per decoder layer."""
-        src = canon.apply(batch.src) if canon else batch.src
-        x = self.embed_source(src, batch.src_row, batch.src_col, batch.src_role)
+        src = canon.source(batch.src) if canon else batch.src
+        pos = torch.arange(src.shape[1], device=src.device)
+        x = self.embed_source(src, batch.src_row, batch.src_col, batch.src_role, pos)
         memory = self.run_encoder(x, key_mask(batch.src_mask))  # (B, S, D)
         return [(memory, batch.src_mask)] * len(self.decoder)
 
     def canon(self, batch: tk.Batch) -> ColourCanon | None:
-        return ColourCanon(batch.src, batch.query) if self.config.perm_inv else None
+        return ColourCanon(batch) if self.config.perm_inv else None
 
     # decoder --------------------------------------------------------------------------------------------
 
@@ -82,10 +81,11 @@ class EncoderDecoder(ArcModel):
         T = tgt_in.shape[1]
         pos = torch.arange(T, device=tgt_in.device)
         row, col = tk.decoder_positions(tgt_in) if self.grid is not None else (None, None)
+        tokens = canon.target(tgt_in) if canon else tgt_in  # labels depend on the whole prefix
         if last_only:
-            tgt_in, pos = tgt_in[:, -1:], pos[-1:]
+            tokens, pos = tokens[:, -1:], pos[-1:]
             row, col = (row[:, -1:], col[:, -1:]) if row is not None else (None, None)
-        x = self.tok_emb(canon.apply(tgt_in) if canon else tgt_in) + sinusoidal(pos, self.config.d_model)
+        x = self.tok_emb(tokens) + sinusoidal(pos, self.config.d_model)
         if self.grid is not None:
             x = x + self.grid(row, col)
         return self.drop(x)
@@ -98,7 +98,7 @@ class EncoderDecoder(ArcModel):
     def forward(self, batch: tk.Batch) -> torch.Tensor:
         canon = self.canon(batch)
         logits = self.decode(self.embed_target(batch.tgt_in, canon), self.encode(batch, canon))
-        return canon.logits_back(logits) if canon else logits
+        return canon.logits_back(logits, batch.tgt_in) if canon else logits
 
     def start(self, batch: tk.Batch) -> dict:
         canon = self.canon(batch)
@@ -108,4 +108,4 @@ class EncoderDecoder(ArcModel):
         canon = state["canon"]
         x = self.embed_target(tgt_in, canon, last_only=True)
         logits = self.decode(x, state["memories"], state["caches"])[:, -1]
-        return canon.logits_back(logits) if canon else logits
+        return canon.logits_back(logits, tgt_in) if canon else logits

@@ -177,48 +177,122 @@ def set_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(-2) / m.sum(-2).clamp(min=1.0)
 
 
+QUERY, PADDING = -2, -1  # segment ids besides the context pairs' 0..P-1
+# A fixed random 40-bit weight per rank 1..9: a pair's colours sum to a hash of the ranks it holds (< 2^44).
+_RANK_HASH = torch.randint(0, 2**40, (tk.N_COLOURS,), generator=torch.Generator().manual_seed(0))
+
+
+def pair_segments(src: torch.Tensor, role: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, S) -> segment id of each source token: its context pair's index 0..P-1, QUERY for the query input,
+    PADDING for padding. Each context pair starts with the SEP_IN of its input grid."""
+    starts = (src == tk.SEP_IN) & (role == tk.ROLE_CTX_IN)
+    pair = starts.long().cumsum(1) - 1
+    return torch.where(role == tk.ROLE_QUERY_IN, QUERY, pair).masked_fill(~mask, PADDING)
+
+
+def colour_groups(batch: tk.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first canonical label (B, 9), same group (B, 9, 9)) of colours 1..9, from the source alone.
+
+    Colours are ordered by a key that depends neither on colour labels nor on the order of the context pairs:
+    first position in the query input (absent last), then count over the source (most first), then the
+    per-pair statistics (counts in the pair's input and output grid, most first, and first (row, col) in each)
+    as a sorted multiset over pairs; then, to part colours that play the same part in different pairs, the
+    sorted multiset over pairs of the ranks of the other colours each pair holds. Colours with equal keys form
+    a group that shares a label range; colours absent from the source always form one group, the last.
+    Ranking by anything that depends on pair order (such as first position in the packed source) would make
+    the champion see different labels when only the order of its demonstrations changed.
+    """
+    B, device = len(batch), batch.src.device
+    segment = pair_segments(batch.src, batch.src_role, batch.src_mask)
+    n_pairs = int(segment.max()) + 1
+    # One slot per context grid (2 per pair), then the query input, then a slot for tokens that are not colours.
+    slot = torch.where(segment >= 0, 2 * segment + (batch.src_role == tk.ROLE_CTX_OUT), 2 * n_pairs)
+    colour = batch.src - 1  # 0..8 for colours 1..9
+    is_colour = (colour >= 0) & (colour < tk.N_COLOURS - 1) & batch.src_mask
+    n_slots = 2 * n_pairs + 2
+    index = torch.where(is_colour, slot * 9 + colour, (n_slots - 1) * 9)  # (B, S)
+    count = torch.zeros(B, n_slots * 9, dtype=torch.long, device=device).scatter_add_(
+        1, index, torch.ones_like(index)
+    )
+    absent = tk.MAX_POS * tk.MAX_POS
+    first = torch.full((B, n_slots * 9), absent, dtype=torch.long, device=device).scatter_reduce_(
+        1, index, batch.src_row * tk.MAX_POS + batch.src_col, "amin"
+    )
+    count, first = count.view(B, n_slots, 9)[:, :-1], first.view(B, n_slots, 9)[:, :-1]  # (B, 2P + 1, 9)
+    # Per pair: (input count, output count) most first, then (input, output) first position; every field < 1024.
+    c_in, c_out, f_in, f_out = count[:, 0:-1:2], count[:, 1:-1:2], first[:, 0:-1:2], first[:, 1:-1:2]
+    pair_key = (((1023 - c_in) * 1024 + (1023 - c_out)) * 1024 + f_in) * 1024 + f_out  # (B, P, 9)
+    key = torch.cat([first[:, -1:], -count.sum(1, keepdim=True), pair_key.sort(1).values], 1)  # (B, L, 9)
+    rank = _ranks(key)
+    # One refinement step: per pair, a hash of the ranks of the colours it holds besides this one (-1 if absent).
+    held = (c_in + c_out) > 0  # (B, P, 9)
+    rank_hash = _RANK_HASH.to(device)[rank][:, None, :] * held  # (B, P, 9)
+    others = torch.where(held, rank_hash.sum(-1, keepdim=True) - rank_hash, -1)
+    rank = _ranks(torch.cat([rank[:, None, :], others.sort(1).values], 1))
+    same = rank[:, :, None] == rank[:, None, :]
+    return rank, same
+
+
+def _ranks(key: torch.Tensor) -> torch.Tensor:
+    """(B, L, 9) keys -> (B, 9) 1 + the number of colours whose key is lexicographically smaller."""
+    diff = (key[:, :, :, None] - key[:, :, None, :]).sign()  # (B, L, 9, 9): the sign of each difference
+    first_diff = diff.gather(1, (diff != 0).long().argmax(1, keepdim=True)).squeeze(1)  # (B, 9, 9)
+    return (first_diff < 0).sum(1) + 1
+
+
 class ColourCanon:
     """Per-episode relabelling of colours 1..9 that makes a model exactly colour-permutation equivariant.
 
-    Colours seen in the source get canonical labels 1..k, ranked by (first position in the query input, or
-    never), then by descending count over the source, then by first position in the source. All of these are
-    properties of where colours sit, not of their labels, so any consistent relabelling of an episode gives
-    the same canonical episode. Colours absent from the source share the label k+1 ("novel"). 0 and the
-    special tokens keep their ids.
+    `colour_groups` orders the colours by a label-free key. In the source, every colour of a group gets the
+    group's first label (a colour with a key of its own, the usual case, gets a label of its own). In the
+    target, the members of a group get the group's labels in their order of first appearance there: causal and
+    label-free, so a colour absent from the source is written under its own label once it has appeared. Until
+    then, the probability of the group's next label is shared evenly among its members not yet written. 0 and
+    the special tokens keep their ids. No tie is ever broken by a colour's label or by where its pair sits, so
+    relabelling an episode's colours, or reordering its pairs, gives exactly the same canonical labels.
     """
 
-    def __init__(self, src: torch.Tensor, query: torch.Tensor):
-        B, S = src.shape
-        colours = torch.arange(1, tk.N_COLOURS, device=src.device)  # (9,)
+    def __init__(self, batch: tk.Batch):
+        self.start, self.same = colour_groups(batch)  # (B, 9), (B, 9, 9)
 
-        def first_pos(seq):  # (B, L) -> (B, 9), L where absent
-            hit = seq[..., None] == colours
-            idx = torch.arange(seq.shape[1], device=seq.device)[None, :, None].expand_as(hit)
-            return torch.where(hit, idx, seq.shape[1]).amin(1)
+    def source(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Canonical source tokens (B, S)."""
+        return self._relabel(tokens, self.start)
 
-        count = (src[..., None] == colours).sum(1)  # (B, 9)
-        seen = count > 0
-        # One int64 key ordering lexicographically: each field is at most S (or Q) and the product stays < 2^63.
-        span = max(S, query.shape[1]) + 1
-        key = (first_pos(query) * span + (S - count)) * span + first_pos(src)
-        rank = key.argsort(1).argsort(1)  # (B, 9): seen colours rank first, since only they have count > 0
-        k = seen.sum(1, keepdim=True)
-        novel = (k + 1).clamp(max=tk.N_COLOURS - 1)  # when k = 9 no colour is unseen, so any label will do
-        lut = torch.arange(tk.VOCAB_SIZE, device=src.device).repeat(B, 1)  # (B, V)
-        lut[:, 1 : tk.N_COLOURS] = torch.where(seen, rank + 1, novel)
-        self.lut = lut
-        # Unseen colours split the novel label's probability evenly: logit - log(number unseen).
-        n_unseen = (tk.N_COLOURS - 1 - k).clamp(min=1)
-        share = torch.zeros(B, tk.VOCAB_SIZE, device=src.device)
-        share[:, 1 : tk.N_COLOURS] = torch.where(seen, 0.0, -torch.log(n_unseen.float()))
-        self.share = share
+    def _target_labels(self, tgt_in: torch.Tensor):
+        """First appearance (B, 9) of each colour in tgt_in (T if never), and the label it is written with."""
+        T = tgt_in.shape[1]
+        hit = tgt_in[:, :, None] == torch.arange(1, tk.N_COLOURS, device=tgt_in.device)  # (B, T, 9)
+        idx = torch.arange(T, device=tgt_in.device)[None, :, None]
+        first = torch.where(hit, idx, T).amin(1)
+        earlier_in_group = self.same & (first[:, :, None] < first[:, None, :])  # [b, j, c]: j before c
+        return first, self.start + earlier_in_group.sum(1)
 
-    def apply(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Relabel token ids (B, ...) into canonical space."""
-        B = tokens.shape[0]
-        return self.lut.gather(1, tokens.reshape(B, -1)).view_as(tokens)
+    def target(self, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Canonical decoder input (B, T)."""
+        return self._relabel(tgt_in, self._target_labels(tgt_in)[1])
 
-    def logits_back(self, logits: torch.Tensor) -> torch.Tensor:
-        """Canonical logits (B, T, V) or (B, V) -> logits over the episode's own colours."""
-        lut, share = (self.lut, self.share) if logits.dim() == 2 else (self.lut[:, None], self.share[:, None])
-        return logits.gather(-1, lut.expand_as(logits)) + share
+    def logits_back(self, logits: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Canonical logits (B, T, V) at every position of tgt_in (B, T), or (B, V) after its last token only
+        -> logits over the episode's own colours."""
+        first, written = self._target_labels(tgt_in)
+        T = tgt_in.shape[1]
+        pos = torch.arange(0 if logits.dim() == 3 else T - 1, T, device=tgt_in.device)
+        appeared = first[:, None, :] <= pos[None, :, None]  # (B, T', 9)
+        n_written = (appeared[:, :, :, None] & self.same[:, None]).sum(2)  # (B, T', 9): group members written
+        n_unwritten = self.same.sum(1)[:, None, :] - n_written
+        label = torch.where(appeared, written[:, None, :], self.start[:, None, :] + n_written)
+        share = torch.where(appeared, 0.0, -n_unwritten.clamp(min=1).float().log())
+        lut = torch.arange(tk.VOCAB_SIZE, device=logits.device).repeat(*label.shape[:2], 1)  # (B, T', V)
+        lut[..., 1 : tk.N_COLOURS] = label
+        offset = torch.zeros(lut.shape, device=logits.device)
+        offset[..., 1 : tk.N_COLOURS] = share
+        if logits.dim() == 2:
+            lut, offset = lut[:, 0], offset[:, 0]
+        return logits.gather(-1, lut) + offset
+
+    @staticmethod
+    def _relabel(tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        lut = torch.arange(tk.VOCAB_SIZE, device=tokens.device).repeat(len(tokens), 1)  # (B, V)
+        lut[:, 1 : tk.N_COLOURS] = labels
+        return lut.gather(1, tokens)

@@ -1,7 +1,9 @@
 """One LightningModule serving all five models, with the Trial 69 recipe.
 
 Validation, for each of the "val" and "heldout" sets, pooled and per task: teacher-forced loss and token
-accuracy; then, on a fixed subset, free generation scored by `arclib.evaluation.metrics`.
+accuracy, and the loss apart on target cells whose colour is absent from the source ("novel") and on all
+other tokens ("known", which every arm can name: compare arms there); then, on a fixed subset, free
+generation scored by `arclib.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from arclib.data.tokens import PAD, Batch
 from arclib.evaluation.metrics import aggregate, grid_metrics
 from arclib.evaluation.predict import predict_grids
 from arclib.models import build_model, count_parameters
-from arclib.models.base import token_nll
+from arclib.models.base import novel_colour_targets, token_nll
 from arclib.training.datamodule import VAL_SETS
 
 
@@ -73,7 +75,7 @@ class ArcLitModule(L.LightningModule):
     # validation -----------------------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = {name: defaultdict(lambda: torch.zeros(3, dtype=torch.float64)) for name in VAL_SETS}
+        self._val_sums = {name: defaultdict(lambda: torch.zeros(5, dtype=torch.float64)) for name in VAL_SETS}
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         logits = self.model(batch)  # (B, T, V)
@@ -81,21 +83,27 @@ class ArcLitModule(L.LightningModule):
         real = target != PAD
         nll = token_nll(logits, target)
         correct = (logits.argmax(-1) == target) & real
+        novel = novel_colour_targets(batch)
         sums = self._val_sums[VAL_SETS[dataloader_idx]]
-        for i, task_id in enumerate(batch.task_ids):  # per-task sums of (nll, correct tokens, real tokens)
-            row = torch.stack([nll[i].sum(), correct[i].sum(), real[i].sum()]).double().cpu()
+        # per-task sums of (nll, correct tokens, real tokens, nll on novel-colour cells, novel-colour cells)
+        for i, task_id in enumerate(batch.task_ids):
+            parts = [nll[i].sum(), correct[i].sum(), real[i].sum(), nll[i][novel[i]].sum(), novel[i].sum()]
+            row = torch.stack(parts).double().cpu()
             sums[task_id] += row
             sums["all"] += row
 
     def on_validation_epoch_end(self) -> None:
         for name, sums in self._val_sums.items():
-            for key, (nll, correct, count) in sums.items():
+            for key, (nll, correct, count, novel_nll, n_novel) in sums.items():
                 if count == 0:
                     continue
                 prefix = f"{name}" if key == "all" else f"{name}/{key}"
                 # Every rank validates on all episodes (ArcDataModule), so no cross-rank sync is needed.
                 self.log(f"{prefix}_loss", nll / count, prog_bar=key == "all" and name == "val")
                 self.log(f"{prefix}_token_acc", correct / count)
+                self.log(f"{prefix}_known_loss", (nll - novel_nll) / (count - n_novel))
+                if n_novel > 0:
+                    self.log(f"{prefix}_novel_loss", novel_nll / n_novel)
         if self.trainer.sanity_checking or self.hparams.generate_per_task <= 0:
             return
         last_epoch = self.current_epoch + 1 == self.trainer.max_epochs
