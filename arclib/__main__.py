@@ -7,6 +7,7 @@ fit ...                 LightningCLI training (python -m arclib fit --config con
 evaluate ...            ARC-style scoring of a checkpoint (pass@2, voting, test-time training)
 bench                   training and generation throughput of each experiment
 ablation                train every experiment in a profile and write the analysis report
+tune                    Optuna hyperparameter search (python -m arclib tune --experiment NAME --trials N)
 """
 
 from __future__ import annotations
@@ -60,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
 
         make_cli(None if from_command_line else argv)
         return 0
-    if argv and argv[0] in ("evaluate", "bench", "ablation"):
+    if argv and argv[0] in ("evaluate", "bench", "ablation", "tune"):
         import importlib
 
         module = {
             "evaluate": "arclib.evaluation.cli",
             "bench": "arclib.bench",
             "ablation": "arclib.ablation",
+            "tune": "arclib.training.tune",
         }[argv[0]]
         return importlib.import_module(module).main(argv[1:])
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     data.set_defaults(func=_data)
     models = sub.add_parser("models", help="parameter table")
     models.set_defaults(func=_models)
-    for name in ("fit", "evaluate", "bench", "ablation"):
+    for name in ("fit", "evaluate", "bench", "ablation", "tune"):
         sub.add_parser(name, help=f"see python -m arclib {name} --help")
     args = parser.parse_args(argv)
     return args.func(args)
