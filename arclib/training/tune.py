@@ -243,7 +243,7 @@ def open_study(study: str, output_root: str | Path = REPO_ROOT, storage: str | N
             engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None,
             heartbeat_interval=HEARTBEAT_S,
             grace_period=GRACE_S,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
     return optuna.create_study(storage=rdb, study_name=study, direction="minimize", load_if_exists=True)
 
