@@ -234,17 +234,14 @@ def test_sigkill_then_resume_loses_no_finished_trial(tmp_path):
     process = subprocess.Popen(
         tune_cli(tmp_path, "k", 3), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    db = study_paths("k", tmp_path)["storage"]
+    first_trial = study_paths("k", tmp_path)["trials"] / "trial_0"
     deadline = time.time() + 400
     try:
         while time.time() < deadline and process.poll() is None:
             time.sleep(0.3)
-            if not db.exists():
+            if not first_trial.exists():  # the study is not made yet
                 continue
-            try:
-                states = [t.state for t in load("k", tmp_path).get_trials()]
-            except (KeyError, optuna.exceptions.StorageInternalError):  # the study is being created
-                continue
+            states = [t.state for t in load("k", tmp_path).get_trials()]
             if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
                 process.send_signal(signal.SIGKILL)  # mid-trial: one finished trial, one running
                 break
@@ -267,8 +264,8 @@ def test_two_processes_share_one_study(tmp_path):
     first = subprocess.Popen(
         tune_cli(tmp_path, "par", 4), cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True
     )
-    db = study_paths("par", tmp_path)["storage"]
-    while first.poll() is None and not (db.exists() and _has_trials("par", tmp_path)):
+    # the second starts once the first has begun a trial, so that it seeds its sampler differently
+    while first.poll() is None and not (study_paths("par", tmp_path)["trials"] / "trial_0").exists():
         time.sleep(0.3)
     second = subprocess.Popen(
         tune_cli(tmp_path, "par", 4), cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True
@@ -281,10 +278,3 @@ def test_two_processes_share_one_study(tmp_path):
     assert len({t.user_attrs["process"] for t in finished}) == 2
     assert len({t.user_attrs["output_dir"] for t in finished}) == len(finished)
     assert len({tuple(sorted(t.params.items())) for t in finished}) == len(finished)
-
-
-def _has_trials(study: str, root: Path) -> bool:
-    try:
-        return bool(load(study, root).get_trials())
-    except (KeyError, optuna.exceptions.StorageInternalError):
-        return False

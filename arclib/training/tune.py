@@ -22,11 +22,13 @@ import math
 import os
 import re
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
@@ -236,15 +238,24 @@ def open_study(study: str, output_root: str | Path = REPO_ROOT, storage: str | N
         db = study_paths(study, output_root)["storage"]
         db.parent.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{db}"
-    with warnings.catch_warnings():  # heartbeats and retries are marked experimental, and are what we need
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        rdb = optuna.storages.RDBStorage(
-            storage,
-            engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+    for attempt in range(3):  # processes started together race to create the tables: the loser retries
+        try:
+            with warnings.catch_warnings():  # heartbeats and retries are marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                rdb = optuna.storages.RDBStorage(
+                    storage,
+                    engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=1
+                    ),
+                )
+            break
+        except sqlalchemy.exc.OperationalError:
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
     return optuna.create_study(storage=rdb, study_name=study, direction="minimize", load_if_exists=True)
 
 
