@@ -278,3 +278,16 @@ def test_two_processes_share_one_study(tmp_path):
     assert len({t.user_attrs["process"] for t in finished}) == 2
     assert len({t.user_attrs["output_dir"] for t in finished}) == len(finished)
     assert len({tuple(sorted(t.params.items())) for t in finished}) == len(finished)
+
+
+def test_a_diverging_trial_is_stopped_and_recorded(tmp_path, monkeypatch):
+    from arclib.training.module import ArcLitModule, NonFiniteLossError
+
+    def diverge(self, batch, batch_idx):
+        raise NonFiniteLossError(f"non-finite training loss nan at global step {self.global_step}")
+
+    monkeypatch.setattr(ArcLitModule, "training_step", diverge)
+    study = run_study(EXPERIMENT, 1, "smoke", "d", output_root=tmp_path, overrides=FAST)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.PRUNED and "non-finite training loss" in trial.user_attrs["diverged"]
+    assert not list(Path(trial.user_attrs["output_dir"]).rglob("*.ckpt"))  # no weights saved from it
