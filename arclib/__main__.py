@@ -8,6 +8,7 @@ evaluate ...            ARC-style scoring of a checkpoint (pass@2, voting, test-
 bench                   training and generation throughput of each experiment
 ablation                train every experiment in a profile and write the analysis report
 report                  rebuild checkpoints/ablation_results.{json,md} from existing runs (no training)
+tune                    Optuna hyperparameter search (python -m arclib tune --experiment NAME --trials N)
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
         make_cli(None if from_command_line else argv)
         return 0
-    if argv and argv[0] in ("evaluate", "bench", "ablation", "report"):
+    if argv and argv[0] in ("evaluate", "bench", "ablation", "report", "tune"):
         import importlib
 
         module = {
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             "bench": "arclib.bench",
             "ablation": "arclib.ablation",
             "report": "arclib.evaluation.report",
+            "tune": "arclib.training.tune",
         }[argv[0]]
         return importlib.import_module(module).main(argv[1:])
 
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     data.set_defaults(func=_data)
     models = sub.add_parser("models", help="parameter table")
     models.set_defaults(func=_models)
-    for name in ("fit", "evaluate", "bench", "ablation", "report"):
+    for name in ("fit", "evaluate", "bench", "ablation", "report", "tune"):
         sub.add_parser(name, help=f"see python -m arclib {name} --help")
     args = parser.parse_args(argv)
     return args.func(args)
