@@ -104,10 +104,14 @@ def test_notebooks_reach_git_without_outputs():
         rel = path.relative_to(ROOT).as_posix()
         staged = _git("show", f":{rel}") if in_git else None
         if staged is not None and staged.returncode == 0:
-            assert not _outputs(staged.stdout), f"{rel}: outputs staged for commit; run `make setup` and `git add` it again"
+            assert not _outputs(staged.stdout), (
+                f"{rel}: outputs staged for commit; run `make setup` and `git add` it again"
+            )
         if not filtered:
             found = _outputs(path.read_text())
-            assert not found, f"{rel}: outputs in {found} and no nbstripout filter; run `make setup` (or nbstripout {rel})"
+            assert not found, (
+                f"{rel}: outputs in {found} and no nbstripout filter; run `make setup` (or nbstripout {rel})"
+            )
 
 
 def test_stripping_check_catches_an_executed_notebook():
