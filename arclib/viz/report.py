@@ -34,8 +34,12 @@ def plot_exact_heatmap(report: dict, set_name: str = "heldout"):
     fig, ax = plt.subplots(figsize=(1.5 * len(names) + 3.2, 0.34 * len(tasks) + 1.6), layout="constrained")
     im = ax.imshow(table, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for (i, j), v in np.ndenumerate(table):
-        text = f"{v:.2f}" if np.isfinite(v) else "-"
-        ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if not v >= 0.5 else "black")
+        if np.isfinite(v):
+            ax.text(
+                j, i, f"{v:.2f}", ha="center", va="center", fontsize=9, color="white" if v < 0.5 else "black"
+            )
+        else:  # the experiment was not evaluated on this task
+            ax.text(j, i, "-", ha="center", va="center", fontsize=9, color="grey")
     ax.set_xticks(range(len(names)), [n.removeprefix("exp_") for n in names], rotation=20, ha="right")
     ax.set_yticks(range(len(tasks)), tasks, fontsize=9)
     ax.set_title(f"exact grid accuracy: {set_name}", fontsize=11)
