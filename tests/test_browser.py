@@ -214,11 +214,9 @@ def test_analysis_notebook_on_a_fresh_clone_shows_notes_not_tracebacks(fresh_lab
     try:
         run_all(page, fresh_lab, "08_analysis.ipynb")
         wait_until_done(page)  # every cell ran, none raised
-        assert page.get_by_text("MISSING: train it with", exact=False).count() == 5
-        assert page.get_by_text("No report written.", exact=False).count() == 1
-        assert (
-            page.get_by_text("No trained experiment under", exact=False).count() >= 4
-        )  # one note per section
+        text = outputs_text(page)
+        assert text.count("MISSING: train it with") >= 5 and "No report written." in text
+        assert text.count("No trained experiment under") >= 5  # a note in each later section
         assert page.locator(".jp-OutputArea-output img").count() == 0  # no empty chart
         assert "no checkpoints under" in page.locator(".arclib-status").first.inner_text()
         assert_no_stderr(page)

@@ -54,7 +54,7 @@ def checkpoint_order(name: str) -> tuple[int, float, str]:
     """Sort key: checkpoints by their monitored loss (best first), then any others, last.ckpt at the end."""
     match = _MONITORED.search(name)
     if match:
-        return (0, float(match.group(1).rstrip(".")), name)
+        return (0, float(match.group(1)), name)
     return (2 if Path(name).name == "last.ckpt" else 1, 0.0, name)
 
 

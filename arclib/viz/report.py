@@ -40,7 +40,7 @@ def plot_exact_heatmap(report: dict, set_name: str = "heldout"):
             )
         else:  # the experiment was not evaluated on this task
             ax.text(j, i, "-", ha="center", va="center", fontsize=9, color="grey")
-    ax.set_xticks(range(len(names)), [n.removeprefix("exp_") for n in names], rotation=20, ha="right")
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_yticks(range(len(tasks)), tasks, fontsize=9)
     ax.set_title(f"exact grid accuracy: {set_name}", fontsize=11)
     fig.colorbar(im, ax=ax, fraction=0.05, label="exact")
