@@ -482,6 +482,7 @@ def test_browser_finds_checkpoints_in_seed_folders_and_falls_back_to_the_experim
 def test_browser_without_checkpoints_says_so(tmp_path, examples):
     browser = TaskBrowser(examples=examples, checkpoint_dir=tmp_path / "none")
     assert "no checkpoints under" in browser.status.value
+    assert browser.button.disabled  # nothing to predict with
 
 
 # plots ---------------------------------------------------------------------------------------------------------

@@ -236,6 +236,7 @@ class TaskBrowser:
 
     def _fill_checkpoints(self) -> None:
         _set_options(self.checkpoint, self.checkpoints(self.experiment.value))
+        self.button.disabled = self.experiment.value is None  # nothing to predict with
 
     def select(
         self,
@@ -305,4 +306,5 @@ class TaskBrowser:
         except Exception as e:  # a callback's exception would only reach the kernel log: show it here
             self._show_status(f"{type(e).__name__}: {e}", "#D00000")
         finally:
-            self.button.disabled, self.button.description, self.button.icon = False, "Predict", "play"
+            self.button.description, self.button.icon = "Predict", "play"
+            self.button.disabled = self.experiment.value is None
