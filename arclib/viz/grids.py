@@ -211,11 +211,11 @@ def draw_token_strip(ax: Axes, tokens: Sequence[int], title: str = "raw tokens")
     shown = [int(t) for t in tokens][-STRIP_MAX:]
     skipped = len(tokens) - len(shown)
     n_lines = max(1, -(-len(shown) // STRIP_WIDTH))
-    grid = np.full((n_lines, STRIP_WIDTH), -1.0)
+    grid = np.full((n_lines, STRIP_WIDTH), np.nan)  # special tokens and the unused tail stay blank
     for k, t in enumerate(shown):
-        grid[k // STRIP_WIDTH, k % STRIP_WIDTH] = t if t < N_COLOURS else np.nan
-    ax.imshow(np.ma.masked_invalid(np.where(grid < 0, np.nan, grid)), cmap=ARC_CMAP, norm=ARC_NORM,
-              interpolation="nearest", aspect="equal")  # fmt: skip
+        if t < N_COLOURS:
+            grid[k // STRIP_WIDTH, k % STRIP_WIDTH] = t
+    ax.imshow(np.ma.masked_invalid(grid), cmap=ARC_CMAP, norm=ARC_NORM, interpolation="nearest")
     for k, t in enumerate(shown):
         if t >= N_COLOURS:
             ax.text(k % STRIP_WIDTH, k // STRIP_WIDTH, TOKEN_SYMBOLS.get(t, "?"), ha="center", va="center",
