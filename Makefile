@@ -4,14 +4,16 @@ PY := $(VENV)/bin/python
 PROFILE ?= cpu
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup data verify ablation test lint format lab clean-runs
+.PHONY: setup chromium data verify ablation test lint format lab clean-runs
 
 $(VENV)/.done: pyproject.toml constraints-cpu.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[dev]'
 	touch $@
 
+# Also installs nbstripout as this clone's git filter: notebook outputs are stripped when a notebook is added.
 setup: $(VENV)/.done
+	@if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install; fi
 
 # Generated data is committed; regenerate only if the check fails (for example after editing a generator).
 data: setup
@@ -23,8 +25,12 @@ verify: setup
 ablation: verify data
 	$(PY) -m arclib ablation --profile $(PROFILE)
 
-test: setup
-	ARCLIB_SMOKE=1 $(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env
+# The browser test needs chromium: installed here when missing and possible, else one line says what to do.
+chromium:
+	.ci/ensure-chromium
+
+test: setup chromium
+	ARCLIB_SMOKE=1 $(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

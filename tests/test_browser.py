@@ -1,9 +1,12 @@
 """A real browser: JupyterLab served on a free loopback port, driven by headless Chromium through Playwright.
 
 Opens a training notebook and the analysis notebook (copies, so the committed notebooks stay stripped), runs
-all cells in smoke mode, checks that the live plot and the task browser render, then uses the browser widget
-(change the task, press Predict) and checks that the prediction appears. Screenshots go to
-test-artifacts/ when something fails.
+all cells in smoke mode, checks that the live plot and the task browser render and that no cell writes to
+stderr (no Lightning banner), then uses the browser widget (change the task, press Predict) and checks that
+the prediction appears. A second server, without smoke mode and with an empty output folder (a fresh clone: no
+trained checkpoint), runs the analysis notebook and sees notes, no traceback and no report file.
+Screenshots of notebooks 03 and 08 (the page and every picture) are saved under test-artifacts/, and of the
+page when something fails.
 """
 
 from __future__ import annotations
@@ -36,14 +39,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+NOTEBOOKS = ("03_exp_-1_decoder_only.ipynb", "07_exp_3_champion.ipynb", "08_analysis.ipynb")
+
+
+def start_lab(tmp_path_factory, extra_env: dict[str, str]):
+    """JupyterLab on a free port over copies of NOTEBOOKS; yields its URL and stops it afterwards."""
     if CHROMIUM is None:
-        pytest.fail("chromium is not installed: `apt-get install chromium` (.ci/run does this)")
+        pytest.fail("chromium is not installed: `make test` installs it (.ci/ensure-chromium)")
     root = tmp_path_factory.mktemp("lab")
-    for name in ("07_exp_3_champion.ipynb", "08_analysis.ipynb"):
+    for name in NOTEBOOKS:
         shutil.copy(ROOT / "notebooks" / name, root / name)
-    env = dict(os.environ, ARCLIB_SMOKE="1")
+    env = {k: v for k, v in os.environ.items() if k != "ARCLIB_SMOKE"} | extra_env
     for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         env[var] = str(tmp_path_factory.mktemp(var.lower()))
     settings = Path(sys.prefix) / "share/jupyter/lab/settings"
@@ -85,6 +91,22 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    yield from start_lab(tmp_path_factory, {"ARCLIB_SMOKE": "1"})
+
+
+@pytest.fixture(scope="module")
+def fresh_output_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fresh_clone_outputs")  # no checkpoints/, no runs/: nothing trained yet
+
+
+@pytest.fixture(scope="module")
+def fresh_lab(tmp_path_factory, fresh_output_root):
+    """No smoke mode (the notebook trains nothing itself) and an output root holding no checkpoint."""
+    yield from start_lab(tmp_path_factory, {"ARCLIB_OUTPUT_ROOT": str(fresh_output_root)})
+
+
+@pytest.fixture(scope="module")
 def browser(lab):
     from playwright.sync_api import sync_playwright
 
@@ -119,10 +141,19 @@ def wait_until_done(page) -> None:
         }""",
         timeout=300_000,
     )
-    errors = page.locator(
-        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
-    )
+    errors = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
     assert errors.count() == 0, errors.first.inner_text()[:2000]
+
+
+def outputs_text(page) -> str:
+    """The text of every cell output (not the cells' source, which would match too)."""
+    return "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+
+
+def assert_no_stderr(page) -> None:
+    """Quiet notebooks: no cell wrote to stderr (Lightning banners, warnings, tracebacks)."""
+    stderr = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+    assert stderr.count() == 0, stderr.first.inner_text()[:2000]
 
 
 def shot(page, name: str) -> None:
@@ -130,14 +161,28 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_training_notebook_runs_and_draws_live_curves(lab, page):
+def shoot_outputs(page, name: str) -> None:
+    """The page, then every picture the notebook drew (each scrolled into view), as test artifacts."""
+    shot(page, name)
+    images = page.locator(".jp-OutputArea-output img")
+    for k in range(images.count()):
+        images.nth(k).screenshot(path=str(ARTIFACTS / f"{name}_picture_{k}.png"))
+
+
+@pytest.mark.parametrize("notebook", ["03_exp_-1_decoder_only.ipynb", "07_exp_3_champion.ipynb"])
+def test_training_notebook_runs_quietly_and_draws_live_curves(lab, page, notebook):
     try:
-        run_all(page, lab, "07_exp_3_champion.ipynb")
+        run_all(page, lab, notebook)
         wait_until_done(page)
         page.locator(".arclib-live-plot img").first.wait_for()
         assert page.locator(".jp-OutputArea-output img").count() >= 3  # live curves + two galleries
+        assert "epoch 2/2" in page.locator(".arclib-progress").first.inner_text()  # the one-line status
+        assert "best checkpoint" in outputs_text(page)  # the run's summary table
+        assert_no_stderr(page)
+        if notebook.startswith("03"):
+            shoot_outputs(page, "notebook_03")
     except Exception:
-        shot(page, "training_notebook_failure")
+        shot(page, f"{notebook[:2]}_failure")
         raise
 
 
@@ -158,6 +203,25 @@ def test_analysis_notebook_task_browser_predicts(lab, page):
         assert options[1] in status and any(
             s in status for s in ("exact match", "wrong", "shape mismatch", "no valid")
         )
+        assert_no_stderr(page)
+        shoot_outputs(page, "notebook_08")
     except Exception:
         shot(page, "analysis_notebook_failure")
+        raise
+
+
+def test_analysis_notebook_on_a_fresh_clone_shows_notes_not_tracebacks(fresh_lab, fresh_output_root, page):
+    try:
+        run_all(page, fresh_lab, "08_analysis.ipynb")
+        wait_until_done(page)  # every cell ran, none raised
+        text = outputs_text(page)
+        assert text.count("MISSING: train it with") >= 5 and "No report written." in text
+        assert text.count("No trained experiment under") >= 5  # a note in each later section
+        assert page.locator(".jp-OutputArea-output img").count() == 0  # no empty chart
+        assert "no checkpoints under" in page.locator(".arclib-status").first.inner_text()
+        assert_no_stderr(page)
+        assert not list(fresh_output_root.rglob("ablation_results*"))  # no empty report file
+        shot(page, "notebook_08_fresh_clone")
+    except Exception:
+        shot(page, "analysis_fresh_clone_failure")
         raise

@@ -14,12 +14,15 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from arclib.data.arc import load_arc_task
-from arclib.data.tokens import EOS, ROW, grid_tokens
+from arclib.data.tokens import BOS, EOS, PAD, ROW, SEP_IN, SEP_OUT, grid_tokens, tokens_to_grid
+from arclib.evaluation.predict import generate_tokens, predict_grids
 from arclib.viz import browser as browser_module
 from arclib.viz.browser import IN_MEMORY, REAL_ARC, TaskBrowser, context_indices
 from arclib.viz.grids import (
     ARC_COLOURS,
     draw_grid,
+    gallery_rows,
+    invalid_reason,
     new_figure,
     plot_episode,
     plot_gallery,
@@ -28,7 +31,17 @@ from arclib.viz.grids import (
     prediction_status,
     wrong_cells,
 )
-from arclib.viz.live import LivePlotCallback, plot_learning_curves, read_metrics_csv
+from arclib.viz.live import (
+    KNOWN_WARNINGS,
+    LivePlotCallback,
+    fit_summary,
+    plot_learning_curves,
+    progress_line,
+    quiet_lightning,
+    read_metrics_csv,
+)
+from arclib.viz.report import plot_ablation_bars, plot_exact_heatmap
+from arclib.viz.stats import model_table
 
 matplotlib.use("Agg")  # pixel tests need the same raster backend everywhere
 
@@ -62,14 +75,17 @@ def panel_texts(ax) -> list[str]:
 class FakeModel(torch.nn.Module):
     """Writes the same token sequence for every episode, like a model that always answers `grid`."""
 
-    def __init__(self, grid: np.ndarray | None):
+    def __init__(self, grid: np.ndarray | None, tokens=None, on_generate=None):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # predict_grids reads the device from a parameter
-        self.tokens = (
-            np.concatenate([grid_tokens(grid)[0], [EOS]]) if grid is not None else np.array([ROW, ROW, EOS])
-        )  # ROW with no cells is not a valid grid
+        if tokens is None:  # ROW with no cells is not a valid grid
+            tokens = np.concatenate([grid_tokens(grid)[0], [EOS]]) if grid is not None else [ROW, ROW, EOS]
+        self.tokens = np.asarray(tokens)
+        self.on_generate = on_generate
 
     def generate(self, batch, max_len=None):
+        if self.on_generate:
+            self.on_generate()
         tokens = torch.as_tensor(self.tokens).expand(len(batch), -1)
         return tokens, torch.full((len(batch),), -1.5)
 
@@ -276,7 +292,8 @@ def test_browser_episodes_take_context_from_other_examples(examples, tmp_path):
     assert np.array_equal(ep.query_input, task.test[0][0]) and np.array_equal(
         ep.query_output, task.test[0][1]
     )
-    assert all(np.array_equal(a[0], b[0]) for a, b in zip(ep.context, task.train[:2]))
+    assert len(ep.context) == len(task.train) > 2  # all real demos, as `evaluate` shows them
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(ep.context, task.train))
     with pytest.raises(ValueError, match="out of range"):
         browser.select(index=5)
 
@@ -318,7 +335,13 @@ def test_browser_lists_checkpoints_and_reports_problems_in_the_status(tmp_path):
     (tmp_path / "empty_experiment").mkdir()
     browser = TaskBrowser(checkpoint_dir=tmp_path, data_dir=tmp_path / "no_data")
     assert browser.experiments() == ["exp_1"]
-    assert browser.checkpoint.options[0] == "last.ckpt" and len(browser.checkpoint.options) == 3
+    # the best (lowest monitored loss) first and chosen by default, last.ckpt at the end
+    assert browser.checkpoint.options == (
+        "exp_1-epoch=03-val_loss=0.5.ckpt",
+        "exp_1-epoch=01-val_loss=0.9.ckpt",
+        "last.ckpt",
+    )
+    assert browser.checkpoint.value == "exp_1-epoch=03-val_loss=0.5.ckpt"
     assert "missing" in browser.status.value  # no data files: said in the status, not raised in a callback
     browser._on_click(browser.button)  # the button's handler shows the failure instead of losing it
     assert "FileNotFoundError" in browser.status.value
@@ -360,3 +383,275 @@ def test_key_count_plot_marks_closed_world_tasks():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b  (closed world)"]
     assert sorted(round(p.get_width()) for p in ax.patches) == [0, 0, 50, 50, 105, 400]
     matplotlib.pyplot.close(fig)
+
+
+# why a prediction is no grid ---------------------------------------------------------------------------------
+
+R = ROW
+
+
+@pytest.mark.parametrize(
+    "tokens, reason",
+    [
+        ([1, 2, R, 3, 4, R, EOS], None),
+        ([1, 2, R, 3, 4], "no EOS within the budget"),  # the budget ran out mid-row
+        ([1, 2, R, 3, R, EOS], "ragged rows: row 1 has 1 cells, row 0 has 2"),
+        ([1, 2, R, 3, SEP_IN, R, EOS], "special token SEP_IN mid-grid"),
+        ([1, BOS], "special token BOS mid-grid"),
+        ([R, EOS], "empty row 0"),
+        ([1, 2, R, 3, EOS], "EOS mid-row"),
+        ([EOS], "no rows"),
+    ],
+)
+def test_invalid_reason_names_the_problem(tokens, reason):
+    got = invalid_reason(tokens)
+    assert (got is None) == (reason is None) and (reason is None or reason in got), got
+    assert (tokens_to_grid(tokens) is None) == (reason is not None)
+
+
+def test_invalid_reason_agrees_with_the_decoder_on_random_sequences():
+    rng = np.random.default_rng(0)
+    alphabet = [0, 1, 2, R, R, EOS, PAD, BOS, SEP_OUT]
+    counts = {True: 0, False: 0}
+    for _ in range(3000):
+        tokens = [
+            int(t)
+            for t in rng.choice(alphabet, size=rng.integers(1, 14), p=[0.2] * 3 + [0.12] * 2 + [0.04] * 4)
+        ]
+        valid = tokens_to_grid(tokens) is not None
+        assert (invalid_reason(tokens) is None) == valid, tokens
+        counts[valid] += 1
+    assert min(counts.values()) > 50  # both outcomes were exercised
+
+
+def test_missing_grid_panel_says_why_and_shows_the_raw_tokens():
+    x = np.zeros((2, 2), dtype=np.int8)
+    tokens = [1, 2, R, 3, R, EOS]
+    fig = plot_gallery([(x, x, None, "q", tokens)])
+    assert any("ragged rows" in t for t in panel_texts(fig.axes[2]))
+    strip = fig.axes[3]
+    assert strip.images and strip.get_title() == "raw tokens (6)"
+    assert {"↵", "E"} <= set(panel_texts(strip))
+    long = [1] * 200
+    fig = plot_prediction(x, x, None, tokens=long)
+    assert "last 96 of 200" in fig.axes[3].get_title()
+    assert any("no EOS within the budget" in " ".join(t.split()) for t in panel_texts(fig.axes[2]))  # wrapped
+
+
+def test_generated_tokens_stop_at_the_padding_and_decode_like_predict_grids(examples):
+    grid = np.array([[1, 2], [3, 4]], dtype=np.int8)
+    pairs = examples["train"][TASK]
+    episodes = [browser_module.Episode(TASK, pairs[1:3], *pairs[0])]
+    model = FakeModel(None, tokens=[*grid_tokens(grid)[0], EOS, PAD, PAD])
+    ((tokens, logprob),) = generate_tokens(model, episodes)
+    assert tokens == [1, 2, R, 3, 4, R, EOS] and logprob == -1.5
+    ((decoded, _),) = predict_grids(model, episodes)
+    assert np.array_equal(decoded, grid)
+    (row,) = gallery_rows(model, episodes, "heldout")
+    assert row[3] == f"heldout {TASK}" and row[4] == tokens and np.array_equal(row[2], grid)
+
+
+# browser behaviour -------------------------------------------------------------------------------------------
+
+
+def test_browser_is_busy_while_predicting_and_clears_on_a_new_selection(examples, tmp_path):
+    seen = []
+    browser = TaskBrowser(examples=examples, checkpoint_dir=tmp_path)
+    browser.models = {
+        "fake": FakeModel(
+            None, on_generate=lambda: seen.append((browser.button.disabled, browser.button.description))
+        )
+    }
+    browser.refresh_experiments()
+    browser.select(split="train", task=TASK, index=1)
+    browser._on_click(browser.button)
+    assert seen == [(True, "Predicting…")]  # disabled while generating: a second click cannot queue a run
+    assert not browser.button.disabled and browser.button.description == "Predict"
+    assert browser.last_figure is not None and "no valid grid: empty row" in browser.status.value
+    browser.select(index=2)
+    assert browser.last_figure is None and browser.last_result is None and browser.status.value == ""
+
+
+def test_browser_finds_checkpoints_in_seed_folders_and_falls_back_to_the_experiment_folder(tmp_path):
+    seeded = tmp_path / "exp_a" / "seed_307"
+    seeded.mkdir(parents=True)
+    for name in (
+        "last.ckpt",
+        "exp_a-epoch=04-heldout_loss=0.3000.ckpt",
+        "exp_a-epoch=02-heldout_loss=0.7000.ckpt",
+    ):
+        (seeded / name).write_bytes(b"")
+    (tmp_path / "exp_b").mkdir()
+    (tmp_path / "exp_b" / "last.ckpt").write_bytes(b"")
+    browser = TaskBrowser(
+        checkpoint_dir=tmp_path, examples={"train": {TASK: [(np.zeros((1, 1), np.int8),) * 2] * 3}}
+    )
+    assert browser.experiments() == ["exp_a", "exp_b"]
+    assert browser.checkpoint.value == "seed_307/exp_a-epoch=04-heldout_loss=0.3000.ckpt"
+    assert browser.checkpoint.options[-1] == "seed_307/last.ckpt"
+    browser.select(experiment="exp_b")
+    assert browser.checkpoint.options == ("last.ckpt",)
+
+
+def test_browser_without_checkpoints_says_so(tmp_path, examples):
+    browser = TaskBrowser(examples=examples, checkpoint_dir=tmp_path / "none")
+    assert "no checkpoints under" in browser.status.value
+    assert browser.button.disabled  # nothing to predict with
+
+
+# plots ---------------------------------------------------------------------------------------------------------
+
+
+def _boxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_overlaid_learning_curves_keep_legends_outside_and_encode_run_and_metric(tmp_path):
+    paths = {}
+    for k in range(5):
+        paths[f"exp_{k}"] = tmp_path / f"{k}.csv"
+        paths[f"exp_{k}"].write_text(
+            "epoch,step,train_loss,val_loss,heldout_loss,val_gen_exact\n0,1,2,1.5,1.4,0\n1,2,1,1.2,1.1,0.5\n"
+        )
+    fig = plot_learning_curves(paths)
+    render(fig)
+    assert all(ax.get_legend() is None for ax in fig.axes)  # nothing inside the axes
+    assert len(fig.legends) == 2
+    assert sum(len(lg.get_texts()) for lg in fig.legends) == 5 + 4  # runs + metrics, not runs x metrics
+    renderer = fig.canvas.get_renderer()
+    for legend in fig.legends:
+        for ax in fig.axes:
+            assert not _boxes_overlap(legend.get_window_extent(renderer), ax.get_window_extent(renderer))
+    loss_ax = fig.axes[0]
+    by_run = {}
+    for line in loss_ax.lines:
+        run, metric = line.get_label().split(": ")
+        by_run.setdefault(run, set()).add(line.get_color())
+        assert line.get_linestyle() == {"train_loss": ":", "val_loss": "-", "heldout_loss": "--"}[metric]
+    assert (
+        all(len(colours) == 1 for colours in by_run.values())
+        and len({c for v in by_run.values() for c in v}) == 5
+    )
+
+
+def test_live_plot_has_integer_epoch_ticks_and_the_experiment_as_title():
+    cb = LivePlotCallback()
+    cb.on_fit_start(SimpleNamespace(max_epochs=2), SimpleNamespace(hparams={"model_name": "exp_1_grid2d"}))
+    cb.on_validation_end(fake_trainer(0, {"val_loss": 1.5}), None)
+    fig = cb.figure()
+    render(fig)
+    assert fig._suptitle.get_text() == "exp_1_grid2d"
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        assert ax.get_xlim()[1] >= 1  # the axis already spans the run's 2 epochs
+
+
+def test_progress_line_reads_like_a_status():
+    trainer = SimpleNamespace(max_epochs=3, current_epoch=1, global_step=9,
+                              callback_metrics={"train_loss": torch.tensor(2.3141), "val_loss": torch.tensor(1.0)})  # fmt: skip
+    assert progress_line(trainer) == "training · epoch 2/3 · step 9 · train_loss 2.314"
+    assert "val_loss 1.000" in progress_line(trainer, "validated")
+
+
+def _report(values: dict[str, dict[str, float]]) -> dict:
+    """A report of experiments x tasks with the given exact accuracies on every set."""
+
+    def sets(per_task):
+        block = {t: {"exact": v} for t, v in per_task.items()}
+        block["all"] = {"exact": float(np.mean(list(per_task.values())))}
+        return {name: block for name in ("val", "heldout", "real18")}
+
+    return {"experiments": {n: {"sets": sets(v)} for n, v in values.items()}, "missing": []}
+
+
+def _all_texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_heatmap_of_18_tasks_puts_tasks_in_rows_with_readable_numbers():
+    from arclib.data.tasks import TASK_IDS
+
+    report = _report({f"exp_{k}": {t: (k * j % 3) / 2 for j, t in enumerate(TASK_IDS)} for k in range(5)})
+    fig = plot_exact_heatmap(report, "heldout")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == sorted(TASK_IDS)
+    numbers = [t for t in ax.texts if t.get_text() not in ("all 0.000",)]
+    assert len(numbers) == 18 * 5 and min(t.get_fontsize() for t in numbers) >= 9
+    render(fig)
+    cell_height_px = ax.get_window_extent().height / 18
+    assert cell_height_px >= 1.5 * numbers[0].get_fontsize()  # a row is taller than its text
+    assert "all 0.000" not in _all_texts(fig)  # negative control
+
+
+def test_all_zero_charts_say_so_and_empty_reports_are_refused():
+    zero = _report({"exp_a": {"t1": 0.0, "t2": 0.0}, "exp_b": {"t1": 0.0, "t2": 0.0}})
+    assert "all 0.000" in _all_texts(plot_ablation_bars(zero))
+    assert "all 0.000" in _all_texts(plot_exact_heatmap(zero))
+    some = _report({"exp_a": {"t1": 0.0, "t2": 0.5}})
+    assert "all 0.000" not in _all_texts(plot_ablation_bars(some))
+    assert "0.250" in _all_texts(plot_ablation_bars(some))  # each bar carries its value
+    empty = {"experiments": {}, "missing": ["exp_a"]}
+    for plot in (plot_ablation_bars, plot_exact_heatmap):
+        with pytest.raises(ValueError, match="no experiments.*exp_a"):
+            plot(empty)
+
+
+# quiet notebooks -----------------------------------------------------------------------------------------------
+
+
+def test_quiet_lightning_hides_banners_and_known_warnings_but_not_others():
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet_lightning()
+            warnings.warn(
+                "`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1
+            )
+            warnings.warn("something else is wrong", UserWarning, stacklevel=1)
+        assert [str(w.message) for w in caught] == ["something else is wrong"]
+        assert (
+            logging.getLogger("lightning.pytorch.utilities.rank_zero").getEffectiveLevel() == logging.WARNING
+        )
+        assert logging.getLogger("lightning.fabric.utilities.seed").getEffectiveLevel() == logging.WARNING
+        assert len(KNOWN_WARNINGS) >= 1
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def test_fit_summary_gives_metrics_best_checkpoint_and_log_paths(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=4)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val_loss")],
+        logger=CSVLogger(tmp_path / "runs", name="tiny"),
+    )  # fmt: skip
+    trainer.fit(_TinyModule(), data, data)
+    summary = fit_summary(trainer)
+    best = trainer.checkpoint_callback.best_model_path
+    assert best and f"`{best}`" in summary and "best checkpoint (val_loss" in summary
+    assert f"`{trainer.logger.log_dir}`" in summary
+    assert "| loss (teacher-forced) | " in summary and "n/a" in summary  # val logged, heldout not
+
+    idle = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False)
+    text = fit_summary(idle)
+    assert "No validation finished" in text and "no checkpoint written" in text and "no logs written" in text
+
+
+def test_model_table_lists_sizes_and_the_ratio_to_the_champion():
+    table = model_table()
+    header = table.splitlines()[0]
+    for column in ("d_model", "heads", "layers", "d_ff", "parameters", "ratio to champion"):
+        assert column in header
+    champion = next(line for line in table.splitlines() if line.startswith("| exp_3_champion | matched"))
+    assert champion.endswith("| 1.000 |") and "1 encoder + 3 decoder" in champion
+    assert "| exp_-1_decoder_only | seed | 128 |" in table

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from arclib.data.tokens import MAX_TARGET_LEN, Episode, collate, episode_length, tokens_to_grid
+from arclib.data.tokens import MAX_TARGET_LEN, PAD, Episode, collate, episode_length, tokens_to_grid
 
 
 def generation_budget(episodes: list[Episode]) -> int:
@@ -20,10 +20,10 @@ def generation_budget(episodes: list[Episode]) -> int:
 
 
 @torch.no_grad()
-def predict_grids(
+def generate_tokens(
     model, episodes: list[Episode], batch_size: int = 32, device: torch.device | str | None = None
-) -> list[tuple[np.ndarray | None, float]]:
-    """(grid or None if the model wrote no valid rectangle, sum log-probability) for each episode, in order.
+) -> list[tuple[list[int], float]]:
+    """(generated tokens after BOS, up to EOS or the budget's end, sum log-probability) per episode, in order.
 
     Generation per batch stops after `generation_budget` tokens.
     """
@@ -38,7 +38,16 @@ def predict_grids(
             chosen = [episodes[i] for i in idx]
             tokens, logprob = model.generate(collate(chosen).to(device), max_len=generation_budget(chosen))
             for j, i in enumerate(idx):
-                results[i] = (tokens_to_grid(tokens[j].tolist()), float(logprob[j]))
+                row = tokens[j].tolist()
+                end = row.index(PAD) if PAD in row else len(row)  # PAD only follows the stop
+                results[i] = (row[:end], float(logprob[j]))
     finally:
         model.train(was_training)
     return results
+
+
+def predict_grids(
+    model, episodes: list[Episode], batch_size: int = 32, device: torch.device | str | None = None
+) -> list[tuple[np.ndarray | None, float]]:
+    """(grid or None if the model wrote no valid rectangle, sum log-probability) for each episode, in order."""
+    return [(tokens_to_grid(t), lp) for t, lp in generate_tokens(model, episodes, batch_size, device)]

@@ -6,6 +6,7 @@ build. The widgets only call methods (`select`, `episode`, `predict`) that tests
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -19,14 +20,16 @@ from arclib.data.arc import load_arc_task
 from arclib.data.generate import DATA_DIR, load_examples
 from arclib.data.split import task_split
 from arclib.data.tasks import TASK_IDS
-from arclib.data.tokens import Episode
-from arclib.evaluation.predict import predict_grids
-from arclib.viz.grids import plot_episode, plot_prediction, prediction_status
+from arclib.data.tokens import Episode, tokens_to_grid
+from arclib.evaluation.predict import generate_tokens
+from arclib.viz.grids import invalid_reason, plot_episode, plot_prediction, prediction_status
 
 REAL_ARC = "real ARC"
 SPLITS = ("train", "val", "heldout", REAL_ARC)
 IN_MEMORY = "(in memory)"
 CHECKPOINT_DIR = DATA_DIR.parent / "checkpoints"
+# ModelCheckpoint names carry the monitored loss: "<experiment>-epoch=05-heldout_loss=0.3814.ckpt".
+_MONITORED = re.compile(r"-(?:val_loss|heldout_loss)=([0-9.]+)\.ckpt$")
 
 Pairs = list[tuple[np.ndarray, np.ndarray]]
 
@@ -47,6 +50,14 @@ def load_checkpoint_model(path: str | Path):
     return load_model(path).model
 
 
+def checkpoint_order(name: str) -> tuple[int, float, str]:
+    """Sort key: checkpoints by their monitored loss (best first), then any others, last.ckpt at the end."""
+    match = _MONITORED.search(name)
+    if match:
+        return (0, float(match.group(1)), name)
+    return (2 if Path(name).name == "last.ckpt" else 1, 0.0, name)
+
+
 def _set_options(dropdown: widgets.Dropdown, options: list[str]) -> None:
     """New options, keeping the current choice if it is still offered, else the first (ipywidgets leaves None)."""
     current = dropdown.value
@@ -59,7 +70,8 @@ class PredictionResult:
     episode: Episode
     prediction: np.ndarray | None
     logprob: float
-    status: str  # "exact match", "wrong: k cells", "shape mismatch ...", "no valid grid"
+    status: str  # "exact match", "wrong: k cells", "shape mismatch ...", "no valid grid: <why>"
+    tokens: list[int] | None = None  # what the model wrote
 
 
 class TaskBrowser:
@@ -67,7 +79,9 @@ class TaskBrowser:
     `examples` ({split: {task_id: pairs}}) replaces the data files of those splits (tests, smoke notebooks).
 
     Generated splits: the query is example `index`, its context `n_context` other examples of the task chosen
-    by (seed, index). Real ARC: the context is the task's first `n_context` demos, the query its test pair `index`.
+    by (seed, index). Real ARC: the context is all the task's demos (as `python -m arclib evaluate` shows them),
+    the query its test pair `index`. Checkpoints are found under checkpoint_dir/<experiment>/ and its
+    seed_<seed>/ folders; the one with the lowest monitored loss is chosen by default.
     """
 
     def __init__(
@@ -105,9 +119,17 @@ class TaskBrowser:
         self.split.observe(lambda _: self._fill_tasks(), names="value")
         self.task.observe(lambda _: self._fill_indices(), names="value")
         self.experiment.observe(lambda _: self._fill_checkpoints(), names="value")
+        for widget in (self.split, self.task, self.index, self.experiment, self.checkpoint):
+            widget.observe(lambda _: self._clear_result(), names="value")  # no old picture under a new choice
         self.button.on_click(self._on_click)
         self._fill_tasks()
         self.refresh_experiments()
+        if not self.experiments():
+            self._show_status(
+                f"no checkpoints under {self.checkpoint_dir}: train an experiment first (notebooks 03-07 or "
+                "python -m arclib fit); you can still browse the episodes",
+                "#D00000",
+            )
         self.widget = widgets.VBox(
             [
                 widgets.HBox([self.split, self.task, self.index]),
@@ -148,7 +170,7 @@ class TaskBrowser:
         if split == REAL_ARC and split not in self.injected:
             task = load_arc_task(task_id)
             x, y = task.test[index]
-            return Episode(task_id, task.train[: self.n_context], x, y)
+            return Episode(task_id, list(task.train), x, y)
         pairs = self.pairs(split, task_id)
         context = context_indices(len(pairs), index, self.n_context, self.seed)
         x, y = pairs[index]
@@ -157,21 +179,23 @@ class TaskBrowser:
     # models ----------------------------------------------------------------------------------------------
 
     def experiments(self) -> list[str]:
-        """In-memory models, then the folders of checkpoint_dir that hold .ckpt files."""
+        """In-memory models, then the folders of checkpoint_dir holding .ckpt files (or seed_*/ folders that do)."""
         on_disk = []
         if self.checkpoint_dir.is_dir():
             on_disk = sorted(
-                p.name for p in self.checkpoint_dir.iterdir() if p.is_dir() and any(p.glob("*.ckpt"))
+                p.name for p in self.checkpoint_dir.iterdir() if p.is_dir() and self.checkpoints(p.name)
             )
         return list(self.models) + [e for e in on_disk if e not in self.models]
 
     def checkpoints(self, experiment: str | None) -> list[str]:
+        """Checkpoint paths relative to the experiment's folder ("seed_307/x.ckpt" or "x.ckpt"), best first."""
         if experiment is None:
             return []
         if experiment in self.models:
             return [IN_MEMORY]
-        names = sorted(p.name for p in (self.checkpoint_dir / experiment).glob("*.ckpt"))
-        return sorted(names, key=lambda n: n != "last.ckpt")  # last.ckpt first, the rest by name
+        folder = self.checkpoint_dir / experiment
+        paths = [*folder.glob("seed_*/*.ckpt"), *folder.glob("*.ckpt")]
+        return sorted((p.relative_to(folder).as_posix() for p in paths), key=checkpoint_order)
 
     def model(self):
         experiment, checkpoint = self.experiment.value, self.checkpoint.value
@@ -212,6 +236,7 @@ class TaskBrowser:
 
     def _fill_checkpoints(self) -> None:
         _set_options(self.checkpoint, self.checkpoints(self.experiment.value))
+        self.button.disabled = self.experiment.value is None  # nothing to predict with
 
     def select(
         self,
@@ -243,12 +268,15 @@ class TaskBrowser:
     def predict(self) -> PredictionResult:
         """Generate the query output with the chosen model and draw it (with the episode) in the output area."""
         episode = self.episode()
-        ((grid, logprob),) = predict_grids(self.model(), [episode])
+        ((tokens, logprob),) = generate_tokens(self.model(), [episode])
+        grid = tokens_to_grid(tokens)
         status = prediction_status(grid, episode.query_output)
-        self.last_result = PredictionResult(episode, grid, logprob, status)
+        if grid is None:
+            status += f": {invalid_reason(tokens)}"
+        self.last_result = PredictionResult(episode, grid, logprob, status, tokens)
         where = f"{self.split.value} {episode.task_id} #{self.index.value}"
         title = f"{where}: {self.experiment.value} / {self.checkpoint.value}"
-        self.last_figure = plot_prediction(episode.query_input, episode.query_output, grid, title)
+        self.last_figure = plot_prediction(episode.query_input, episode.query_output, grid, title, tokens)
         colour = "green" if status == "exact match" else "#D00000"
         self._show_status(f"{where}: {status}   (log-probability {logprob:.2f})", colour)
         self.output.clear_output(wait=True)
@@ -260,9 +288,23 @@ class TaskBrowser:
     def _show_status(self, text: str, colour: str) -> None:
         self.status.value = f'<b style="color:{colour}">{escape(text)}</b>'
 
+    def _clear_result(self) -> None:
+        """A new selection: the old picture and its status line go (other status messages stay)."""
+        if self.last_result is not None and not self.button.disabled:
+            self.status.value = ""
+        self.output.clear_output()
+        self.last_result = self.last_figure = None
+
     def _on_click(self, _button) -> None:
-        # A button callback's exception would only reach the kernel log; show it where the user is looking.
+        # Busy while generating (seconds): the button is disabled, so a second click cannot queue a second run.
+        self.button.disabled, self.button.description, self.button.icon = True, "Predicting…", "spinner"
+        self._show_status(
+            f"predicting {self.task.value} #{self.index.value} with {self.experiment.value}…", "#555555"
+        )
         try:
             self.predict()
-        except Exception as e:
+        except Exception as e:  # a callback's exception would only reach the kernel log: show it here
             self._show_status(f"{type(e).__name__}: {e}", "#D00000")
+        finally:
+            self.button.description, self.button.icon = "Predict", "play"
+            self.button.disabled = self.experiment.value is None

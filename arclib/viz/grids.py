@@ -15,7 +15,18 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
 from arclib.data.grids import Task
-from arclib.data.tokens import Episode
+from arclib.data.tokens import (
+    BOS,
+    EOS,
+    MAX_SIDE,
+    N_COLOURS,
+    PAD,
+    ROW,
+    SEP_IN,
+    SEP_OUT,
+    Episode,
+    tokens_to_grid,
+)
 
 ARC_COLOURS = (
     "#000000",  # 0 black
@@ -40,7 +51,11 @@ BORDER_COLOUR = "#555555"
 ALERT_COLOUR = "#D00000"
 PANEL_INCHES = 2.2
 
-PredictionRow = tuple  # (input, target, prediction or None[, title])
+PredictionRow = tuple  # (input, target, prediction or None[, title[, generated tokens]])
+TOKEN_NAMES = {PAD: "PAD", BOS: "BOS", EOS: "EOS", ROW: "ROW", SEP_IN: "SEP_IN", SEP_OUT: "SEP_OUT"}
+TOKEN_SYMBOLS = {PAD: "·", BOS: "B", EOS: "E", ROW: "↵", SEP_IN: "I", SEP_OUT: "O"}
+STRIP_WIDTH = 16  # tokens per line of the raw-token strip
+STRIP_MAX = 96  # tokens shown: the last ones, where generation went wrong
 
 
 def new_figure(nrows: int, ncols: int, panel_inches: float = PANEL_INCHES) -> tuple[Figure, np.ndarray]:
@@ -115,7 +130,7 @@ def plot_task(
         labelled += [(f"test {k}", p) for k, p in enumerate(task_or_pairs.test)]
         title = title or f"task {task_or_pairs.task_id}"
     else:
-        labelled = [(f"pair {k}", p) for k, p in enumerate(task_or_pairs)]
+        labelled = [(f"example {k}", p) for k, p in enumerate(task_or_pairs)]
     fig, axes = new_figure(2, len(labelled))
     for col, (label, (x, y)) in enumerate(labelled):
         draw_grid(axes[0, col], x, f"{label} in")
@@ -159,16 +174,75 @@ def prediction_status(prediction: np.ndarray | None, target: np.ndarray) -> str:
     return "exact match" if k == 0 else f"wrong: {k} cell{'s' if k > 1 else ''}"
 
 
+def invalid_reason(tokens: Sequence[int]) -> str | None:
+    """Why generated tokens (after BOS) decode to no grid, or None when they decode to one.
+
+    Mirrors `tokens_to_grid`: decoding stops at EOS (or PAD, which only follows a stop); a row ends with ROW.
+    """
+    width, rows, cells = None, 0, 0
+    for i, t in enumerate(int(t) for t in tokens):
+        if t in (EOS, PAD):
+            if cells:
+                return f"EOS mid-row: row {rows} has {cells} cells and no ROW"
+            break
+        if t == ROW:
+            if not cells:
+                return f"empty row {rows}: ROW at token {i} with no cell before it"
+            if width is not None and cells != width:
+                return f"ragged rows: row {rows} has {cells} cells, row 0 has {width}"
+            width, rows, cells = width or cells, rows + 1, 0
+        elif t < N_COLOURS:
+            cells += 1
+        else:
+            return f"special token {TOKEN_NAMES.get(t, t)} mid-grid (token {i})"
+    else:
+        if cells:
+            return f"no EOS within the budget: stopped mid-row after {len(tokens)} tokens"
+    if not rows:
+        return "no rows: EOS before any ROW"
+    if rows > MAX_SIDE or width > MAX_SIDE:
+        return f"{rows}x{width} is larger than {MAX_SIDE}x{MAX_SIDE}"
+    return None
+
+
+def draw_token_strip(ax: Axes, tokens: Sequence[int], title: str = "raw tokens") -> None:
+    """The generated tokens as a strip of cells, STRIP_WIDTH a line: colours in the ARC palette, special tokens
+    white with a symbol (B BOS, E EOS, ↵ ROW, I/O separators, · PAD). Only the last STRIP_MAX are shown."""
+    shown = [int(t) for t in tokens][-STRIP_MAX:]
+    skipped = len(tokens) - len(shown)
+    n_lines = max(1, -(-len(shown) // STRIP_WIDTH))
+    grid = np.full((n_lines, STRIP_WIDTH), np.nan)  # special tokens and the unused tail stay blank
+    for k, t in enumerate(shown):
+        if t < N_COLOURS:
+            grid[k // STRIP_WIDTH, k % STRIP_WIDTH] = t
+    ax.imshow(np.ma.masked_invalid(grid), cmap=ARC_CMAP, norm=ARC_NORM, interpolation="nearest")
+    for k, t in enumerate(shown):
+        if t >= N_COLOURS:
+            ax.text(k % STRIP_WIDTH, k // STRIP_WIDTH, TOKEN_SYMBOLS.get(t, "?"), ha="center", va="center",
+                    fontsize=6, color=ALERT_COLOUR if t not in (ROW, EOS) else "black")  # fmt: skip
+    _frame(ax)
+    more = f" (last {len(shown)} of {len(tokens)})" if skipped else f" ({len(tokens)})"
+    ax.set_title(title + more, fontsize=8)
+
+
 def draw_prediction_row(
-    axes: Sequence[Axes], query_input, target, prediction, label: str | None = None
+    axes: Sequence[Axes], query_input, target, prediction, label: str | None = None, tokens=None
 ) -> None:
-    """Four panels: input, target, prediction and the wrong-cell mask (or a message saying why there is none)."""
+    """Four panels: input, target, prediction and the wrong-cell mask (or a message saying why there is none).
+
+    With the generated `tokens`, a missing grid says why (no EOS within the budget, ragged rows, a special
+    token mid-grid) and the last panel shows the raw tokens.
+    """
     target = np.asarray(target)
     draw_grid(axes[0], query_input, f"{label}\ninput" if label else "input")
     draw_grid(axes[1], target, "target")
     if prediction is None:
-        draw_message(axes[2], "no valid grid", "prediction")
-        draw_message(axes[3], "no valid grid:\nnothing to compare", "wrong cells")
+        reason = invalid_reason(tokens) if tokens is not None else None
+        draw_message(axes[2], "no valid grid" + (f":\n{_wrap(reason)}" if reason else ""), "prediction")
+        if tokens is not None:
+            draw_token_strip(axes[3], tokens)
+        else:
+            draw_message(axes[3], "no valid grid:\nnothing to compare", "wrong cells")
         return
     prediction = np.asarray(prediction)
     mask = wrong_cells(prediction, target)
@@ -192,17 +266,35 @@ def draw_prediction_row(
     axes[3].set_title(status, fontsize=9, color=ALERT_COLOUR if mask.any() else "green")
 
 
-def plot_prediction(query_input, target, prediction, title: str | None = None) -> Figure:
+def _wrap(text: str, width: int = 22) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def plot_prediction(query_input, target, prediction, title: str | None = None, tokens=None) -> Figure:
     """Input, target, prediction and the mask of wrong cells (red) for one query."""
-    return plot_gallery([(query_input, target, prediction)], title=title)
+    return plot_gallery([(query_input, target, prediction, None, tokens)], title=title)
 
 
 def plot_gallery(rows: Sequence[PredictionRow], title: str | None = None) -> Figure:
-    """One prediction per row: tuples (input, target, prediction or None) with an optional fourth item, a title."""
+    """One prediction per row: tuples (input, target, prediction or None) with optional fourth and fifth items,
+    a title and the generated tokens (which explain a missing grid)."""
     fig, axes = new_figure(len(rows), 4)
     for r, row in enumerate(rows):
-        query_input, target, prediction, *label = row
-        draw_prediction_row(axes[r], query_input, target, prediction, label[0] if label else None)
+        query_input, target, prediction, *extra = row
+        label, tokens = (list(extra) + [None, None])[:2]
+        draw_prediction_row(axes[r], query_input, target, prediction, label, tokens)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def gallery_rows(model, episodes: Sequence[Episode], label: str = "") -> list[PredictionRow]:
+    """Generate each episode's query output and return gallery rows carrying the raw tokens."""
+    from arclib.evaluation.predict import generate_tokens
+
+    return [
+        (ep.query_input, ep.query_output, tokens_to_grid(tokens), f"{label} {ep.task_id}".strip(), tokens)
+        for ep, (tokens, _) in zip(episodes, generate_tokens(model, list(episodes)))
+    ]

@@ -10,39 +10,60 @@ import numpy as np
 from arclib.evaluation.report import EVAL_SETS, exact_heatmap_data
 
 
+def _require_experiments(report: dict) -> list[str]:
+    names = list(report["experiments"])
+    if not names:
+        raise ValueError(f"the report has no experiments (missing: {', '.join(report.get('missing', []))})")
+    return names
+
+
+def _note_if_all_zero(ax, values) -> None:
+    """An all-zero chart is not an empty one: say so on the chart."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size and not finite.any():
+        ax.text(0.5, 0.5, "all 0.000", transform=ax.transAxes, ha="center", va="center", fontsize=16,
+                color="#D00000", bbox=dict(facecolor="white", alpha=0.85, edgecolor="#D00000"))  # fmt: skip
+
+
 def plot_exact_heatmap(report: dict, set_name: str = "heldout"):
+    """Tasks down, experiments across: 18 tasks stay readable as rows (a number per cell, "-" when absent)."""
+    _require_experiments(report)
     names, tasks, matrix = exact_heatmap_data(report, set_name)
-    fig, ax = plt.subplots(figsize=(0.6 * len(tasks) + 3, 0.5 * len(names) + 1.8))
-    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    for (i, j), v in np.ndenumerate(matrix):
+    table = matrix.T  # (tasks, experiments)
+    fig, ax = plt.subplots(figsize=(1.5 * len(names) + 3.2, 0.34 * len(tasks) + 1.6), layout="constrained")
+    im = ax.imshow(table, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(table):
         if np.isfinite(v):
             ax.text(
-                j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.5 else "black"
+                j, i, f"{v:.2f}", ha="center", va="center", fontsize=9, color="white" if v < 0.5 else "black"
             )
-    ax.set(
-        xticks=range(len(tasks)),
-        yticks=range(len(names)),
-        yticklabels=names,
-        title=f"exact grid accuracy: {set_name}",
-    )
-    ax.set_xticklabels(tasks, rotation=60, ha="right")
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    fig.tight_layout()
+        else:  # the experiment was not evaluated on this task
+            ax.text(j, i, "-", ha="center", va="center", fontsize=9, color="grey")
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=9)
+    ax.set_title(f"exact grid accuracy: {set_name}", fontsize=11)
+    fig.colorbar(im, ax=ax, fraction=0.05, label="exact")
+    _note_if_all_zero(ax, table)
     plt.close(fig)
     return fig
 
 
 def plot_ablation_bars(report: dict, metric: str = "exact"):
-    names = list(report["experiments"])
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    """One group of bars per experiment, one bar per evaluation set, each bar labelled with its value."""
+    names = _require_experiments(report)
+    fig, ax = plt.subplots(figsize=(10, 3.8), layout="constrained")
     width = 0.8 / len(EVAL_SETS)
+    values_all = []
     for k, set_name in enumerate(EVAL_SETS):
         values = [report["experiments"][n]["sets"][set_name]["all"].get(metric) or 0.0 for n in names]
-        ax.bar(np.arange(len(names)) + k * width, values, width, label=set_name)
+        bars = ax.bar(np.arange(len(names)) + k * width, values, width, label=set_name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
+        values_all += values
     ax.set_xticks(np.arange(len(names)) + width * (len(EVAL_SETS) - 1) / 2, names, rotation=15)
-    ax.set(ylabel=metric, ylim=(0, 1), title=f"{metric} by experiment and evaluation set")
-    ax.legend()
-    fig.tight_layout()
+    ax.set(ylabel=metric, ylim=(0, 1.05), title=f"{metric} by experiment and evaluation set")
+    fig.legend(title="evaluation set", loc="outside right upper", fontsize=8)
+    _note_if_all_zero(ax, values_all)
     plt.close(fig)
     return fig
 

@@ -68,3 +68,28 @@ def plot_key_counts(figures: dict[str, dict], exhausted: dict[str, bool]):
     ax.set_title("Distinct examples per task: training and the two held-out halves share no key")
     fig.tight_layout()
     return fig
+
+
+LAYER_FIELDS = {"n_enc_layers": "encoder", "n_dec_layers": "decoder", "n_layers": "decoder"}
+
+
+def model_table() -> str:
+    """Markdown: every non-tiny preset's sizes (d_model, heads, layers, d_ff), parameters and ratio to the
+    matched champion's parameter count."""
+    from arclib.models import CHAMPION, MODEL_NAMES, build_model, count_parameters, presets
+
+    champion = count_parameters(build_model(CHAMPION))
+    lines = ["| model | preset | d_model | heads | layers | d_ff | parameters | ratio to champion |",
+             "|---|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
+    for name in MODEL_NAMES:
+        for preset in presets(name):
+            if preset == "tiny":
+                continue
+            model = build_model(name, preset)
+            c = model.config
+            layers = " + ".join(f"{getattr(c, k)} {v}" for k, v in LAYER_FIELDS.items() if hasattr(c, k))
+            n = count_parameters(model)
+            lines.append(
+                f"| {name} | {preset} | {c.d_model} | {c.n_heads} | {layers} | {c.d_ff} | {n:,} | {n / champion:.3f} |"
+            )
+    return "\n".join(lines)
