@@ -40,7 +40,7 @@ from arclib.viz.live import (
     quiet_lightning,
     read_metrics_csv,
 )
-from arclib.viz.report import plot_ablation_bars, plot_exact_heatmap
+from arclib.viz.statistics import plot_task_heatmap
 from arclib.viz.stats import model_table
 
 matplotlib.use("Agg")  # pixel tests need the same raster backend everywhere
@@ -554,15 +554,10 @@ def test_progress_line_reads_like_a_status():
     assert "val_loss 1.000" in progress_line(trainer, "validated")
 
 
-def _report(values: dict[str, dict[str, float]]) -> dict:
-    """A report of experiments x tasks with the given exact accuracies on every set."""
-
-    def sets(per_task):
-        block = {t: {"exact": v} for t, v in per_task.items()}
-        block["all"] = {"exact": float(np.mean(list(per_task.values())))}
-        return {name: block for name in ("val", "heldout", "real18")}
-
-    return {"experiments": {n: {"sets": sets(v)} for n, v in values.items()}, "missing": []}
+def _report(values: dict[str, dict[str, float]], metric: str = "exact") -> dict:
+    """A report's per-task block: arms x tasks with the given means over seeds (sd over two seeds 0.1)."""
+    rows = {arm: {t: {"mean": v, "sd": 0.1} for t, v in per_task.items()} for arm, per_task in values.items()}
+    return {"statistics": {"per_task": {"heldout": {metric: rows}}}}
 
 
 def _all_texts(fig) -> list[str]:
@@ -573,28 +568,27 @@ def test_heatmap_of_18_tasks_puts_tasks_in_rows_with_readable_numbers():
     from arclib.data.tasks import TASK_IDS
 
     report = _report({f"exp_{k}": {t: (k * j % 3) / 2 for j, t in enumerate(TASK_IDS)} for k in range(5)})
-    fig = plot_exact_heatmap(report, "heldout")
+    fig = plot_task_heatmap(report, "heldout")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == sorted(TASK_IDS)
-    numbers = [t for t in ax.texts if t.get_text() not in ("all 0.000",)]
+    numbers = [t for t in ax.texts if t.get_text() != "all 0.000"]
     assert len(numbers) == 18 * 5 and min(t.get_fontsize() for t in numbers) >= 9
+    assert numbers[0].get_text() == "0.00 (0.10)"  # the mean and the seeds' spread
     render(fig)
     cell_height_px = ax.get_window_extent().height / 18
     assert cell_height_px >= 1.5 * numbers[0].get_fontsize()  # a row is taller than its text
+    cell_width_px = ax.get_window_extent().width / 5
+    assert all(t.get_window_extent().width < cell_width_px for t in numbers)  # no number spills over
     assert "all 0.000" not in _all_texts(fig)  # negative control
 
 
-def test_all_zero_charts_say_so_and_empty_reports_are_refused():
+def test_all_zero_heatmap_says_so():
     zero = _report({"exp_a": {"t1": 0.0, "t2": 0.0}, "exp_b": {"t1": 0.0, "t2": 0.0}})
-    assert "all 0.000" in _all_texts(plot_ablation_bars(zero))
-    assert "all 0.000" in _all_texts(plot_exact_heatmap(zero))
-    some = _report({"exp_a": {"t1": 0.0, "t2": 0.5}})
-    assert "all 0.000" not in _all_texts(plot_ablation_bars(some))
-    assert "0.250" in _all_texts(plot_ablation_bars(some))  # each bar carries its value
-    empty = {"experiments": {}, "missing": ["exp_a"]}
-    for plot in (plot_ablation_bars, plot_exact_heatmap):
-        with pytest.raises(ValueError, match="no experiments.*exp_a"):
-            plot(empty)
+    assert "all 0.000" in _all_texts(plot_task_heatmap(zero))
+    assert "all 0.000" not in _all_texts(plot_task_heatmap(_report({"exp_a": {"t1": 0.0, "t2": 0.5}})))
+    assert "all 0.000" not in _all_texts(
+        plot_task_heatmap(_report({"exp_a": {"t1": 0.0}}, "loss"), "heldout", "loss")
+    )
 
 
 # quiet notebooks -----------------------------------------------------------------------------------------------

@@ -437,11 +437,6 @@ def task_table(
     return arms, tasks, mean, sd
 
 
-def exact_heatmap_data(report: dict, set_name: str) -> tuple[list[str], list[str], np.ndarray]:
-    """(arms, tasks, exact accuracy averaged over seeds)."""
-    return task_table(report, set_name, "exact")[:3]
-
-
 def format_markdown(report: dict, figures: dict[str, str] | None = None) -> str:
     stats, pct = report["statistics"], int(round(report["confidence"] * 100))
     sl = report["heldout_slice"]

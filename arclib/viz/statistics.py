@@ -35,22 +35,34 @@ def plot_forest(report: dict, set_name: str = "heldout", metric: str = "loss"):
     return fig
 
 
+def _note_if_all_zero(ax, values) -> None:
+    """An all-zero chart is not an empty one: say so on the chart."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size and not finite.any():
+        ax.text(0.5, 0.5, "all 0.000", transform=ax.transAxes, ha="center", va="center", fontsize=16,
+                color="#D00000", bbox=dict(facecolor="white", alpha=0.85, edgecolor="#D00000"))  # fmt: skip
+
+
 def plot_task_heatmap(report: dict, set_name: str = "heldout", metric: str = "exact"):
-    """Arms x tasks: the mean over seeds as colour, the mean and (sd over seeds) as text."""
+    """Tasks down, arms across (18 tasks stay readable as rows): the mean over seeds as colour, the mean and
+    (sd over seeds) as text."""
     arms, tasks, mean, sd = task_table(report, set_name, metric)
-    fig, ax = plt.subplots(figsize=(0.85 * len(tasks) + 3, 0.55 * len(arms) + 2))
+    mean, sd = mean.T, sd.T  # (tasks, arms)
+    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 3.2, 0.42 * len(tasks) + 1.6), layout="constrained")
     limits = dict(vmin=0, vmax=1) if metric != "loss" else {}
     im = ax.imshow(mean, cmap="viridis" if metric != "loss" else "viridis_r", aspect="auto", **limits)
     for (i, j), m in np.ndenumerate(mean):
-        text = f"{m:.2f}" + ("" if np.isnan(sd[i, j]) else f"\n({sd[i, j]:.2f})")
+        text = f"{m:.2f}" + ("" if np.isnan(sd[i, j]) else f" ({sd[i, j]:.2f})")
         r, g, b, _ = im.cmap(im.norm(m))
         dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-        ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
-    ax.set_yticks(range(len(arms)), arms)
-    ax.set_xticks(range(len(tasks)), tasks, rotation=60, ha="right")
-    ax.set_title(f"{set_name} {metric} per task: mean over seeds (sd)")
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    fig.tight_layout()
+        ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if dark else "black")
+    ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right")
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=9)
+    ax.set_title(f"{set_name} {metric} per task: mean over seeds (sd)", fontsize=11)
+    fig.colorbar(im, ax=ax, fraction=0.05)
+    if metric != "loss":
+        _note_if_all_zero(ax, mean)
     plt.close(fig)
     return fig
 
