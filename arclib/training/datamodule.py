@@ -1,19 +1,24 @@
 """LightningDataModule over the task split: fresh training episodes each epoch, fixed validation episodes.
 
-Validation dataloaders, in order: "val" (the split's validation tasks) and "heldout" (fresh examples of the
-training tasks, generated with another seed, never trained on).
+Validation dataloaders, in order: "val" (the split's validation tasks) and "heldout" (the "select" half of the
+fresh examples of the training tasks, generated with another seed, never trained on).
+
+The training loader is resumable: a checkpoint records the epoch and how many of its batches were trained on, and
+a resumed run draws that epoch's batches again (the sampler is a pure function of seed and epoch) and skips the
+ones already trained on, so it sees exactly the data the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from arclib.data.episodes import AugmentConfig, EpisodeBatchSampler, EpisodeDataset, EpisodePlanner
 from arclib.data.generate import load_examples
-from arclib.data.split import BY_EXAMPLE_TRAIN_FRACTION, task_split
+from arclib.data.split import BY_EXAMPLE_TRAIN_FRACTION, heldout_slice, task_split
 from arclib.data.tokens import Episode, collate
 
 VAL_SETS = ("val", "heldout")
@@ -35,6 +40,7 @@ class ArcDataModule(L.LightningDataModule):
         max_train_batches: int | None = None,
         num_workers: int = 1,
         seed: int | None = None,
+        heldout_optional: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -43,6 +49,8 @@ class ArcDataModule(L.LightningDataModule):
         self.seed = 307 if seed is None else seed
 
     def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "examples"):  # the CLI loads (and so checks) the data before the Trainer starts
+            return
         hp = self.hparams
         self.split = task_split(hp.split, hp.split_seed)
         train = load_examples(self.data_dir / "tasks", self.split["train"])
@@ -52,13 +60,31 @@ class ArcDataModule(L.LightningDataModule):
             train = {t: p[: cut[t]] for t, p in train.items()}
         else:
             val = load_examples(self.data_dir / "tasks", self.split["val"])
-        heldout_ids = [t for t in self.split["train"] if (self.data_dir / "heldout" / f"{t}.json").exists()]
+        heldout = load_examples(self.data_dir / "heldout", self._heldout_ids())
         self.examples = {
             "train": train,
             "val": val,
-            "heldout": load_examples(self.data_dir / "heldout", heldout_ids),
+            "heldout": {t: heldout_slice(pairs, "select") for t, pairs in heldout.items()},
         }
         self.planners = {k: EpisodePlanner(v, hp.n_context) for k, v in self.examples.items()}
+
+    def _heldout_ids(self) -> list[str]:
+        """Training tasks with held-out examples: those data generation wrote (data/manifest.json, else the
+        seed split's training tasks). A missing one is an error, since heldout_loss may be the monitored metric."""
+        manifest = self.data_dir / "manifest.json"
+        files = json.loads(manifest.read_text()).get("files", {}) if manifest.is_file() else {}
+        written = {Path(f).stem for f in files if Path(f).parent.name == "heldout"} or set(
+            task_split()["train"]
+        )
+        expected = [t for t in self.split["train"] if t in written]
+        folder = self.data_dir / "heldout"
+        missing = [t for t in expected if not (folder / f"{t}.json").is_file()]
+        if missing and not self.hparams.heldout_optional:
+            raise FileNotFoundError(
+                f"{folder}: missing held-out file(s) {', '.join(f'{t}.json' for t in missing)}; run "
+                "`python -m arclib data generate`, or pass --data.heldout_optional true to validate without them"
+            )
+        return [t for t in expected if t not in missing]
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer  # None when used outside a Trainer (notebooks, bench)
@@ -80,13 +106,20 @@ class ArcDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
         )
-        return DataLoader(
+        return (ResumableLoader if train else DataLoader)(
             EpisodeDataset(self.examples[name]),
-            batch_sampler=sampler,
+            batch_sampler=ResumableBatches(sampler, self._position) if train else sampler,
             collate_fn=collate,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
         )
+
+    def _position(self) -> tuple[int, int]:
+        """(epoch, batches of it trained on so far) as the Trainer counts them; (0, 0) without a Trainer."""
+        if self.trainer is None:
+            return 0, 0
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -99,6 +132,44 @@ class ArcDataModule(L.LightningDataModule):
         sampler = EpisodeBatchSampler(self.planners[name], 1, self.seed, train=False, per_task=per_task)
         dataset = EpisodeDataset(self.examples[name])
         return [dataset[plan] for batch in sampler for plan in batch]
+
+
+class ResumableBatches(Sampler):
+    """The batches of a per-epoch batch sampler (any with `set_epoch` whose batches are a pure function of its seed
+    and epoch), for the epoch the Trainer is in, less those a resumed run has already trained on.
+
+    The epoch is read from the Trainer when iteration starts: Lightning builds the first data iterator of a
+    resumed run (and DataLoader workers prefetch from it) before it calls `set_epoch`.
+    """
+
+    def __init__(self, batches: Sampler, position):
+        self.batches, self.position = batches, position
+        self.resume_at: tuple[int, int] | None = None
+
+    def __iter__(self):
+        epoch = self.position()[0]
+        self.batches.set_epoch(epoch)
+        batches = list(self.batches)
+        skip = 0
+        if self.resume_at is not None:
+            resume_epoch, done = self.resume_at
+            self.resume_at = None
+            skip = done if resume_epoch == epoch else 0
+        return iter(batches[skip:])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position Lightning saves in checkpoints (`state_dict`) and restores on resume."""
+
+    def state_dict(self) -> dict:
+        epoch, done = self.batch_sampler.position()
+        return {"epoch": epoch, "batches_done": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.resume_at = (int(state["epoch"]), int(state["batches_done"]))
 
 
 def _resolve(path: str | Path) -> Path:

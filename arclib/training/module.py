@@ -16,10 +16,11 @@ from arclib.evaluation.metrics import aggregate, grid_metrics
 from arclib.evaluation.predict import predict_grids
 from arclib.models import build_model, count_parameters
 from arclib.models.base import token_nll
+from arclib.training.checkpoints import DivergenceError
 from arclib.training.datamodule import VAL_SETS
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DivergenceError):
     """Training produced a NaN/inf loss; raised before the optimiser step so no NaN weights are saved."""
 
 
@@ -60,6 +61,20 @@ class ArcLitModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Before clipping: clipping an infinite norm would turn every gradient into NaN.
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norm = (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            if grads
+            else None
+        )
+        if norm is not None and not torch.isfinite(norm):
+            raise DivergenceError(
+                f"training diverged: non-finite gradient norm {norm.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}); stopping before the weights are updated"
+            )
+
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = torch.optim.Adam(
@@ -96,6 +111,11 @@ class ArcLitModule(L.LightningModule):
                 # Every rank validates on all episodes (ArcDataModule), so no cross-rank sync is needed.
                 self.log(f"{prefix}_loss", nll / count, prog_bar=key == "all" and name == "val")
                 self.log(f"{prefix}_token_acc", correct / count)
+                if not torch.isfinite(nll):
+                    raise DivergenceError(
+                        f"training diverged: non-finite {prefix}_loss at global step {self.global_step} "
+                        f"(epoch {self.current_epoch}); no checkpoint is written from these weights"
+                    )
         if self.trainer.sanity_checking or self.hparams.generate_per_task <= 0:
             return
         last_epoch = self.current_epoch + 1 == self.trainer.max_epochs
