@@ -63,13 +63,8 @@ class ArcLitModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Before clipping: clipping an infinite norm would turn every gradient into NaN.
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        norm = (
-            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-            if grads
-            else None
-        )
-        if norm is not None and not torch.isfinite(norm):
+        norms = [p.grad.norm() for p in self.parameters() if p.grad is not None]
+        if norms and not torch.isfinite(norm := torch.stack(norms).norm()):
             raise DivergenceError(
                 f"training diverged: non-finite gradient norm {norm.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}); stopping before the weights are updated"

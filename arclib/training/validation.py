@@ -12,8 +12,8 @@ import inspect
 import math
 
 from arclib.data.split import SPLIT_STRATEGIES
-from arclib.models import MODEL_NAMES, presets
 from arclib.models import _REGISTRY as MODEL_REGISTRY
+from arclib.models import MODEL_NAMES, presets
 
 MAX_PARAMETERS = 50_000_000  # about 30 times the matched models; keeps a bad checkpoint from allocating GBs
 
