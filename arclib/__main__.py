@@ -62,7 +62,7 @@ def _fit(argv: list[str]) -> int:
     if "-h" in argv or "--help" in argv:
         print(fit_help())
         return 0
-    argv = ["--help" if a == "--help-full" else a for a in dashes_to_underscores(argv)]
+    argv = dashes_to_underscores(["--help" if a == "--help-full" else a for a in argv])
     try:
         make_cli(["fit", *argv])
     except DivergenceError as e:

@@ -18,7 +18,6 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from arclib.fileio import remove_stale_temporaries
 
-LOCK_NAME = ".fit.lock"
 LOG_VERSION_KEY = "arclib_log_version"
 
 
@@ -61,12 +60,19 @@ class RunLockedError(RuntimeError):
 _HELD_LOCKS: dict[Path, int] = {}  # lock file -> open descriptor, for the locks this process holds
 
 
+def _lock_path(folder: str | os.PathLike) -> Path:
+    folder = Path(folder).resolve()
+    return folder.parent / f".{folder.name}.lock"
+
+
 def acquire_run_lock(folder: str | os.PathLike) -> Path:
-    """Hold an exclusive lock on `<folder>/.fit.lock` until released or the process ends, then delete the
-    temporary files a killed checkpoint write left there. Re-entrant within one process (a notebook that runs
-    its training cell again); a second process gets RunLockedError naming the holder.
+    """Hold an exclusive lock on `.<name>.lock` beside `folder` until released or the process ends, then delete
+    the temporary files a killed checkpoint write left in `folder`.
+
+    Beside the folder, not in it, so a new run's checkpoint folder stays empty. Re-entrant within one process
+    (a notebook that runs its training cell again); another process gets RunLockedError naming the holder.
     """
-    path = Path(folder).resolve() / LOCK_NAME
+    path = _lock_path(folder)
     if path in _HELD_LOCKS:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,18 +83,18 @@ def acquire_run_lock(folder: str | os.PathLike) -> Path:
         holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise RunLockedError(
-            f"{path.parent}: another fit of this experiment and seed is running (pid {holder}, lock {path}); "
-            "wait for it to end, or give this run another --output_root or --seed_everything"
+            f"{folder}: another fit of this experiment and seed is running (pid {holder}, lock {path}); "
+            "wait for it to end, or give this run another --output-root or --seed-everything"
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _HELD_LOCKS[path] = fd
-    remove_stale_temporaries(path.parent)
+    remove_stale_temporaries(folder)
     return path
 
 
 def release_run_lock(folder: str | os.PathLike) -> None:
-    fd = _HELD_LOCKS.pop(Path(folder).resolve() / LOCK_NAME, None)
+    fd = _HELD_LOCKS.pop(_lock_path(folder), None)
     if fd is not None:
         os.close(fd)  # closing the descriptor releases the flock
 
@@ -106,6 +112,10 @@ class RunLock(L.Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         if stage == "fit" and trainer.global_rank == 0:
+            release_run_lock(self.dirpath)
+
+    def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
+        if trainer.global_rank == 0:  # Lightning skips teardown after an exception
             release_run_lock(self.dirpath)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:

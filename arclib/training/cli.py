@@ -222,12 +222,16 @@ class ArcCLI(LightningCLI):
     def before_fit(self) -> None:
         """Everything that can fail before training fails here, before a log or checkpoint file exists."""
         self.datamodule.setup("fit")
-        log_dirs = {Path(lg.log_dir) for lg in self.trainer.loggers}
-        _check_writable(self.checkpoint_dir, "checkpoints")
-        for folder in log_dirs:
-            _check_writable(folder.parent, "logs")
         if not _is_launched_rank():
-            acquire_run_lock(self.checkpoint_dir)
+            try:
+                acquire_run_lock(self.checkpoint_dir)
+            except OSError as e:
+                raise ConfigError(
+                    f"checkpoints: cannot write to {self.checkpoint_dir} ({e.strerror or e})"
+                ) from None
+        _check_writable(self.checkpoint_dir, "checkpoints")
+        for folder in {Path(lg.log_dir).parent for lg in self.trainer.loggers}:
+            _check_writable(folder, "logs")
 
     def after_fit(self) -> None:
         if self.trainer.global_rank != 0:
