@@ -6,7 +6,6 @@ checkpoint integrity, data file errors, checkpoint hyperparameters and files, co
 """
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -358,7 +357,7 @@ def test_deeply_nested_task_file_is_named(tmp_path):
 def test_nested_cell_value_is_reported_briefly(tmp_path):
     path = tmp_path / "cell.json"
     cell = "[" * 500 + "1" + "]" * 500  # parses, but its repr would be 1,000 characters
-    path.write_text('{"train": [{"input": [[%s]], "output": [[1]]}]}' % cell)
+    path.write_text('{"train": [{"input": [[' + cell + ']], "output": [[1]]}]}')
     with pytest.raises(
         GridError, match=r"cell.json: train pair 0 input: cell \(0, 0\) is \[\[\[\.\.\.\]\]\]"
     ) as e:
