@@ -196,7 +196,8 @@ def test_concurrent_fit_of_the_same_run_is_refused_before_writing(tmp_path):
 
 # 3. Exact resume ---------------------------------------------------------------------------------------------
 
-# Dropout on (the tiny preset has none), so the randomness of training steps is part of what must replay.
+# Dropout on (the tiny preset has none), so the randomness of training steps is part of what must replay; a
+# DataLoader worker prefetching (Lightning then builds the resumed epoch's iterator twice).
 RESUME_ARGS = (
     "--trainer.max_epochs=3",
     "--checkpoint_every_n_steps=2",

@@ -114,11 +114,11 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
 
 
 def test_kill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path):
-    """SIGKILL a real training process mid-epoch (a DataLoader worker prefetching, dropout on), resume from
+    """SIGKILL a real training process mid-epoch (dropout on), resume from
     last.ckpt: the final weights and validation loss equal those of a run that was never killed."""
     args = (
         "--checkpoint_every_n_steps=2", "--trainer.max_epochs=3", "--data.train_per_task=12",
-        "--data.num_workers=1", "--model.generate_per_task=0", '--model.model_overrides={"dropout": 0.1}',
+        "--model.generate_per_task=0", '--model.model_overrides={"dropout": 0.1}',
     )  # fmt: skip
     steps_per_epoch = 14 * 12 // 8  # 14 training tasks, batch 8 in the smoke profile
     killed_root, whole_root = tmp_path / "killed", tmp_path / "whole"

@@ -147,15 +147,14 @@ class ResumableBatches(Sampler):
         self.resume_at: tuple[int, int] | None = None
 
     def __iter__(self):
-        epoch = self.position()[0]
+        epoch, done = self.position()
         self.batches.set_epoch(epoch)
         batches = list(self.batches)
-        skip = 0
-        if self.resume_at is not None:
-            resume_epoch, done = self.resume_at
+        # Lightning may build the resumed epoch's iterator more than once (DataLoader workers); every build at
+        # the restored position skips the batches already trained on, and the first build elsewhere ends it.
+        if self.resume_at is not None and self.resume_at != (epoch, done):
             self.resume_at = None
-            skip = done if resume_epoch == epoch else 0
-        return iter(batches[skip:])
+        return iter(batches[done if self.resume_at is not None else 0 :])
 
     def __len__(self) -> int:
         return len(self.batches)
