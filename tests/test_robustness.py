@@ -199,6 +199,7 @@ def test_concurrent_fit_of_the_same_run_is_refused_before_writing(tmp_path):
 # Dropout on (the tiny preset has none), so the randomness of training steps is part of what must replay; a
 # DataLoader worker prefetching (Lightning then builds the resumed epoch's iterator twice).
 RESUME_ARGS = (
+    "--data.num_workers=1",
     "--trainer.max_epochs=3",
     "--checkpoint_every_n_steps=2",
     '--model.model_overrides={"dropout": 0.1}',
