@@ -82,7 +82,7 @@ class ArcDataModule(L.LightningDataModule):
         if missing and not self.hparams.heldout_optional:
             raise FileNotFoundError(
                 f"{folder}: missing held-out file(s) {', '.join(f'{t}.json' for t in missing)}; run "
-                "`python -m arclib data generate`, or pass --data.heldout_optional true to validate without them"
+                "`python -m arclib data generate`, or pass --data.heldout-optional true to validate without them"
             )
         return [t for t in expected if t not in missing]
 
