@@ -203,7 +203,12 @@ class ArcCLI(LightningCLI):
             args.seed = seed
         config.trainer.logger = _fill(config.trainer.logger, subs)
         config.trainer.default_root_dir = _fill(config.trainer.default_root_dir, subs)
-        self.checkpoint_dir = Path(_callback_args(config, "ModelCheckpoint")[0].dirpath)
+        checkpoints = _callback_args(config, "ModelCheckpoint")
+        self.checkpoint_dir = Path(
+            checkpoints[0].dirpath
+            if checkpoints
+            else f"{subs['output_root']}/checkpoints/{subs['experiment']}/seed_{seed}"
+        )
         resumed_version = None
         if self.subcommand == "fit":
             resume = _resume_path(config.ckpt_path, self.checkpoint_dir)
