@@ -4,6 +4,7 @@ tasks verify            every solver against every real ARC-AGI-1 pair of its ta
 data generate | check   write or validate data/tasks, data/heldout and data/splits
 models                  parameter counts of the five models
 fit ...                 LightningCLI training (python -m arclib fit --config configs/exp_3_champion.yaml)
+                        (python -m arclib fit --help: the common options; --help-full: all of them)
 evaluate ...            ARC-style scoring of a checkpoint (pass@2, voting, test-time training)
 bench                   training and generation throughput of each experiment
 ablation                train every experiment in a profile and write the analysis report
@@ -53,16 +54,33 @@ def _models(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from_command_line = argv is None
-    argv = sys.argv[1:] if argv is None else argv
-    if (
-        argv and argv[0] == "fit"
-    ):  # LightningCLI parses its own arguments (from sys.argv when run as a command)
-        from arclib.training.cli import make_cli
+def _fit(argv: list[str]) -> int:
+    """LightningCLI training. Bad input and a diverged run end with one `error:` line, not a traceback:
+    exit 2 for input (nothing was written), 1 for a run that diverged."""
+    from arclib.data.grids import GridError
+    from arclib.training.callbacks import RunLockedError
+    from arclib.training.checkpoints import CheckpointError, DivergenceError
+    from arclib.training.cli import dashes_to_underscores, fit_help, make_cli
 
-        make_cli(None if from_command_line else argv)
+    if "-h" in argv or "--help" in argv:
+        print(fit_help())
         return 0
+    argv = dashes_to_underscores(["--help" if a == "--help-full" else a for a in argv])
+    try:
+        make_cli(["fit", *argv])
+    except DivergenceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (GridError, CheckpointError, RunLockedError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "fit":  # LightningCLI parses its own arguments
+        return _fit(argv[1:])
     if argv and argv[0] in ("evaluate", "bench", "ablation", "report", "tune"):
         import importlib
 
@@ -76,13 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(module).main(argv[1:])
 
     parser = argparse.ArgumentParser(
-        prog="python -m arclib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m arclib",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    tasks = sub.add_parser("tasks", help="task solvers")
+    tasks = sub.add_parser("tasks", help="task solvers", allow_abbrev=False)
     tasks.add_argument("action", choices=["verify"])
     tasks.set_defaults(func=_tasks)
-    data = sub.add_parser("data", help="generated data")
+    data = sub.add_parser("data", help="generated data", allow_abbrev=False)
     data.add_argument("action", choices=["generate", "check"])
     data.add_argument("--data-dir", default=None)
     data.add_argument("--n", type=int, default=400, help="examples per task")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from arclib.fileio import atomic_write_text
 
 MAX_SIDE = 30
 N_COLOURS = 10
+MAX_TASK_FILE_BYTES = 16 * 2**20  # 400 examples of two 30x30 grids take under 2 MB
+_repr = reprlib.Repr()  # short and safe for huge or deeply nested values
+_repr.maxlevel, _repr.maxlist, _repr.maxstring = 2, 4, 40
+_short = _repr.repr
 
 Grid = np.ndarray  # (h, w) int8 with values 0..9
 Pair = tuple[Grid, Grid]
@@ -29,7 +34,9 @@ def as_grid(value, where: str = "grid") -> Grid:
     else:
         rows = value
     if not isinstance(rows, list) or len(rows) == 0:
-        raise GridError(f"{where}: expected a non-empty list of rows, got {type(rows).__name__} {rows!r:.60}")
+        raise GridError(
+            f"{where}: expected a non-empty list of rows, got {type(rows).__name__} {_short(rows)}"
+        )
     if not all(isinstance(r, list) for r in rows):
         raise GridError(f"{where}: every row must be a list")
     width = len(rows[0])
@@ -43,7 +50,7 @@ def as_grid(value, where: str = "grid") -> Grid:
     for i, r in enumerate(rows):
         for j, v in enumerate(r):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise GridError(f"{where}: cell ({i}, {j}) is {v!r}, not an integer colour")
+                raise GridError(f"{where}: cell ({i}, {j}) is {_short(v)}, not an integer colour")
             if not 0 <= v < N_COLOURS:
                 raise GridError(f"{where}: cell ({i}, {j}) has colour {v}, outside 0..9")
     return np.asarray(rows, dtype=np.int8)
@@ -98,10 +105,19 @@ def load_task(path: str | os.PathLike) -> Task:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: task file not found")
+    size = path.stat().st_size
+    if size > MAX_TASK_FILE_BYTES:
+        raise GridError(
+            f"{path}: {size:,} bytes, more than the {MAX_TASK_FILE_BYTES:,} allowed for a task file"
+        )
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise GridError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     except json.JSONDecodeError as e:
         raise GridError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise GridError(f"{path}: JSON nested too deeply to be an ARC task") from None
     return parse_task(obj, path.stem, str(path))
 
 

@@ -166,20 +166,36 @@ def score(problems: list[Problem], results: list[VoteResult]) -> tuple[dict, lis
     return per_task, outputs
 
 
+TABLE_COLUMNS = (  # (header, key, voted?, meaning)
+    ("outputs", "n", False, "test outputs scored"),
+    ("solved 1st", "top1", False, "solved by the first attempt (the unaugmented view's answer)"),
+    ("solved 2 tries", "pass2", False, "solved by one of two attempts, the ARC rule"),
+    ("shape right", "shape", False, "first attempt has the right height and width"),
+    ("cells right", "cell", False, "share of cells right in the first attempt (0 if the shape is wrong)"),
+    ("voted 1st", "top1", True, "solved by the most voted grid over the augmented views"),
+    ("voted 2 tries", "pass2", True, "solved by one of the two most voted grids"),
+)
+
+
 def format_table(per_task: dict) -> str:
+    """Per-task scores, the mean over tasks, then what each column means, one per line."""
     plain, voted = per_task["no_voting"], per_task["voting"]
-    header = f"{'task':<10} {'n':>3} {'top1':>6} {'pass@1':>6} {'shape':>6} {'cell':>6} | {'top1 v':>6} {'pass@2 v':>8}"
-    lines = [header, "-" * len(header)]
+    widths = [max(len(h), 6) for h, *_ in TABLE_COLUMNS]
+    header = f"{'task':<10} " + " ".join(f"{h:>{w}}" for (h, *_), w in zip(TABLE_COLUMNS, widths))
 
     def row(name, a, b):
-        return (
-            f"{name:<10} {a['n']:>3} {a['top1']:>6.3f} {a['pass2']:>6.3f} {a['shape']:>6.3f} {a['cell']:>6.3f} | "
-            f"{b['top1']:>6.3f} {b['pass2']:>8.3f}"
-        )
+        cells = []
+        for (_, key, is_voted, _), w in zip(TABLE_COLUMNS, widths):
+            value = (b if is_voted else a)[key]
+            cells.append(f"{value:>{w}d}" if key == "n" else f"{value:>{w}.3f}")
+        return f"{name:<10} " + " ".join(cells)
 
+    lines = [header, "-" * len(header)]
     lines += [row(t, plain[t], voted[t]) for t in plain]
     all_plain, all_voted = overall_score(plain), overall_score(voted)
     lines += ["-" * len(header), row("mean/task", all_plain | {"n": all_plain["n_outputs"]}, all_voted)]
+    lines += ["", "columns (fractions of the task's test outputs, averaged over tasks in mean/task):"]
+    lines += [f"  {h:<15} {meaning}" for h, _, _, meaning in TABLE_COLUMNS]
     return "\n".join(lines)
 
 
@@ -188,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m arclib evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="Lightning checkpoint of ArcLitModule")
     p.add_argument("--tasks", default="real18", help="real18 | val | heldout | comma-separated ARC-AGI-1 ids")
@@ -223,14 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         problems = load_problems(args.tasks, args.data_dir, args.context, args.limit_per_task)
         model, hparams = load_model(args.checkpoint, args.device)
-    except EvaluationError as e:
+    except (EvaluationError, FileNotFoundError, ValueError) as e:  # bad input, not a bug: no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     results = predict_problems(model, problems, args)
     per_task, outputs = score(problems, results)
     seconds = time.perf_counter() - start
-    print(format_table(per_task))
+    print("\n" + format_table(per_task), flush=True)  # own lines, even when a progress bar shares the log
     overall = {k: overall_score(v) for k, v in per_task.items()}
     print(
         f"mean over {overall['voting']['n_tasks']} tasks: pass@2 {overall['voting']['pass2']:.3f} with voting "

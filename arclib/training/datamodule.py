@@ -2,14 +2,19 @@
 
 Validation dataloaders, in order: "val" (the split's validation tasks) and "heldout" (the "select" half of the
 held-out examples of the training tasks: keys never trained on; the "report" half is kept for the report).
+
+The training loader is resumable: a checkpoint records the epoch and how many of its batches were trained on, and
+a resumed run draws that epoch's batches again (the sampler is a pure function of seed and epoch) and skips the
+ones already trained on, so it sees exactly the data the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from arclib.data.canonical import example_keys
 from arclib.data.episodes import AugmentConfig, EpisodeBatchSampler, EpisodeDataset, EpisodePlanner
@@ -36,6 +41,7 @@ class ArcDataModule(L.LightningDataModule):
         max_train_batches: int | None = None,
         num_workers: int = 1,
         seed: int | None = None,
+        heldout_optional: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -44,6 +50,8 @@ class ArcDataModule(L.LightningDataModule):
         self.seed = 307 if seed is None else seed
 
     def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "examples"):  # the CLI loads (and so checks) the data before the Trainer starts
+            return
         hp = self.hparams
         self.split = task_split(hp.split, hp.split_seed)
         train = load_examples(self.data_dir / "tasks", self.split["train"])
@@ -53,16 +61,31 @@ class ArcDataModule(L.LightningDataModule):
             train = {t: p[: cut[t]] for t, p in train.items()}
         else:
             val = load_examples(self.data_dir / "tasks", self.split["val"])
-        heldout_ids = [t for t in self.split["train"] if (self.data_dir / "heldout" / f"{t}.json").exists()]
+        heldout = load_examples(self.data_dir / "heldout", self._heldout_ids())
         self.examples = {
             "train": train,
             "val": val,
-            "heldout": {
-                t: heldout_slice(p, "select")
-                for t, p in load_examples(self.data_dir / "heldout", heldout_ids).items()
-            },
+            "heldout": {t: heldout_slice(pairs, "select") for t, pairs in heldout.items()},
         }
         self.planners = {k: EpisodePlanner(v, hp.n_context) for k, v in self.examples.items()}
+
+    def _heldout_ids(self) -> list[str]:
+        """Training tasks with held-out examples: those data generation wrote (data/manifest.json, else the
+        seed split's training tasks). A missing one is an error, since heldout_loss may be the monitored metric."""
+        manifest = self.data_dir / "manifest.json"
+        files = json.loads(manifest.read_text()).get("files", {}) if manifest.is_file() else {}
+        written = {Path(f).stem for f in files if Path(f).parent.name == "heldout"} or set(
+            task_split()["train"]
+        )
+        expected = [t for t in self.split["train"] if t in written]
+        folder = self.data_dir / "heldout"
+        missing = [t for t in expected if not (folder / f"{t}.json").is_file()]
+        if missing and not self.hparams.heldout_optional:
+            raise FileNotFoundError(
+                f"{folder}: missing held-out file(s) {', '.join(f'{t}.json' for t in missing)}; run "
+                "`python -m arclib data generate`, or pass --data.heldout-optional true to validate without them"
+            )
+        return [t for t in expected if t not in missing]
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer  # None when used outside a Trainer (notebooks, bench)
@@ -84,13 +107,20 @@ class ArcDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
         )
-        return DataLoader(
+        return (ResumableLoader if train else DataLoader)(
             EpisodeDataset(self.examples[name]),
-            batch_sampler=sampler,
+            batch_sampler=ResumableBatches(sampler, self._position) if train else sampler,
             collate_fn=collate,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
         )
+
+    def _position(self) -> tuple[int, int]:
+        """(epoch, batches of it trained on so far) as the Trainer counts them; (0, 0) without a Trainer."""
+        if self.trainer is None:
+            return 0, 0
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -109,6 +139,43 @@ def _new_keys(examples: list, seen: list) -> list:
     """The examples whose canonical key is not among `seen`'s (by_example validation must not repeat training)."""
     seen_keys = set(example_keys(seen))
     return [e for e, k in zip(examples, example_keys(examples)) if k not in seen_keys]
+
+
+class ResumableBatches(Sampler):
+    """The batches of a per-epoch batch sampler (any with `set_epoch` whose batches are a pure function of its seed
+    and epoch), for the epoch the Trainer is in, less those a resumed run has already trained on.
+
+    The epoch is read from the Trainer when iteration starts: Lightning builds the first data iterator of a
+    resumed run (and DataLoader workers prefetch from it) before it calls `set_epoch`.
+    """
+
+    def __init__(self, batches: Sampler, position):
+        self.batches, self.position = batches, position
+        self.resume_at: tuple[int, int] | None = None
+
+    def __iter__(self):
+        epoch, done = self.position()
+        self.batches.set_epoch(epoch)
+        batches = list(self.batches)
+        # Lightning may build the resumed epoch's iterator more than once (DataLoader workers); every build at
+        # the restored position skips the batches already trained on, and the first build elsewhere ends it.
+        if self.resume_at is not None and self.resume_at != (epoch, done):
+            self.resume_at = None
+        return iter(batches[done if self.resume_at is not None else 0 :])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position Lightning saves in checkpoints (`state_dict`) and restores on resume."""
+
+    def state_dict(self) -> dict:
+        epoch, done = self.batch_sampler.position()
+        return {"epoch": epoch, "batches_done": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.resume_at = (int(state["epoch"]), int(state["batches_done"]))
 
 
 def _resolve(path: str | Path) -> Path:

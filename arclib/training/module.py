@@ -18,10 +18,11 @@ from arclib.evaluation.metrics import aggregate, grid_metrics
 from arclib.evaluation.predict import predict_grids
 from arclib.models import build_model, count_parameters
 from arclib.models.base import novel_colour_targets, token_nll
+from arclib.training.checkpoints import DivergenceError
 from arclib.training.datamodule import VAL_SETS
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DivergenceError):
     """Training produced a NaN/inf loss; raised before the optimiser step so no NaN weights are saved."""
 
 
@@ -61,6 +62,15 @@ class ArcLitModule(L.LightningModule):
             )
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Before clipping: clipping an infinite norm would turn every gradient into NaN.
+        norms = [p.grad.norm() for p in self.parameters() if p.grad is not None]
+        if norms and not torch.isfinite(norm := torch.stack(norms).norm()):
+            raise DivergenceError(
+                f"training diverged: non-finite gradient norm {norm.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}); stopping before the weights are updated"
+            )
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -104,6 +114,11 @@ class ArcLitModule(L.LightningModule):
                 self.log(f"{prefix}_known_loss", (nll - novel_nll) / (count - n_novel))
                 if n_novel > 0:
                     self.log(f"{prefix}_novel_loss", novel_nll / n_novel)
+                if not torch.isfinite(nll):
+                    raise DivergenceError(
+                        f"training diverged: non-finite {prefix}_loss at global step {self.global_step} "
+                        f"(epoch {self.current_epoch}); no checkpoint is written from these weights"
+                    )
         if self.trainer.sanity_checking or self.hparams.generate_per_task <= 0:
             return
         last_epoch = self.current_epoch + 1 == self.trainer.max_epochs
