@@ -18,6 +18,7 @@ from arclib.models import MODEL_NAMES
 from arclib.training import load_checkpoint, load_experiment
 from arclib.training.callbacks import AppendingCSVLogger
 from arclib.training.checkpoints import AtomicCheckpointIO, DivergenceError, state_hash
+from arclib.training.precision import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +72,7 @@ def test_trial69_recipe_from_the_configs(tmp_path):
     assert callbacks[LearningRateMonitor].logging_interval == "epoch"
     assert {type(lg) for lg in trainer.loggers} == {TensorBoardLogger, AppendingCSVLogger}
     assert all("exp_3_champion/seed_307" in lg.log_dir for lg in trainer.loggers)
-    assert trainer.precision == ("16-mixed" if torch.cuda.is_available() else "32-true")
+    assert trainer.precision == resolve_precision("auto")
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 

@@ -78,10 +78,11 @@ def real_problems(task_ids: list[str], limit_per_task: int | None) -> list[Probl
     return problems
 
 
-def generated_problems(
+def generated_episodes(
     name: str, data_dir: Path, n_context: int, limit_per_task: int | None
-) -> list[Problem]:
-    """One problem per generated example: the example is the query, `n_context` other examples the demos."""
+) -> list[Episode]:
+    """Fixed episodes of "val" or "heldout" (its report half): each example a query, `n_context` other
+    examples (other by canonical key) its context, drawn with EPISODE_SEED."""
     split = task_split()
     ids, folder = (split["val"], "tasks") if name == "val" else (split["train"], "heldout")
     try:
@@ -94,7 +95,14 @@ def generated_problems(
         np.random.default_rng([EPISODE_SEED, 1]), NO_AUGMENT, limit_per_task
     )
     dataset = EpisodeDataset(examples)
-    episodes = [dataset[plan] for plan in plans]
+    return [dataset[plan] for plan in plans]
+
+
+def generated_problems(
+    name: str, data_dir: Path, n_context: int, limit_per_task: int | None
+) -> list[Problem]:
+    """One problem per generated example: the example is the query, `n_context` other examples the demos."""
+    episodes = generated_episodes(name, data_dir, n_context, limit_per_task)
     return [Problem(ep.task_id, ep.context, [ep.query_input], [ep.query_output]) for ep in episodes]
 
 

@@ -33,12 +33,10 @@ import numpy as np
 import torch
 
 from arclib.data.arc import ARC_DATASET
-from arclib.data.episodes import NO_AUGMENT, EpisodeDataset, EpisodePlanner
-from arclib.data.generate import DATA_DIR, load_examples
-from arclib.data.split import heldout_slice, task_split
+from arclib.data.generate import DATA_DIR
 from arclib.data.tokens import PAD, Episode, collate
 from arclib.evaluation.arc_score import score_output, task_scores
-from arclib.evaluation.cli import EPISODE_SEED, Problem, real_problems
+from arclib.evaluation.cli import EvaluationError, Problem, generated_problems, real_problems
 from arclib.evaluation.metrics import aggregate, grid_metrics
 from arclib.evaluation.statistics import (
     ALPHA,
@@ -152,32 +150,18 @@ def find_runs(
     return runs, monitor, missing
 
 
-def _problems_from_examples(examples: dict, n_context: int, per_task: int | None) -> list[Problem]:
-    """One problem per example: the example is the query, `n_context` other examples the demos (fixed seed)."""
-    plans = EpisodePlanner(examples, n_context).plans(
-        np.random.default_rng([EPISODE_SEED, 1]), NO_AUGMENT, per_task
-    )
-    dataset = EpisodeDataset(examples)
-    episodes = [dataset[plan] for plan in plans]
-    return [Problem(ep.task_id, ep.context, [ep.query_input], [ep.query_output]) for ep in episodes]
-
-
 def evaluation_problems(per_task: int | None, data_dir: Path = DATA_DIR) -> dict[str, list[Problem]]:
+    """The validation tasks' examples, the held-out report half and the 18 real test pairs, as problems."""
     from arclib.data.tasks import TASK_IDS
 
-    split = task_split()
-    try:
-        val = load_examples(data_dir / "tasks", split["val"])
-        heldout = load_examples(data_dir / "heldout", split["train"])
-    except FileNotFoundError as e:
-        raise ReportError(str(e)) from None
-    heldout = {t: heldout_slice(examples, REPORT_SLICE) for t, examples in heldout.items()}
     try:
         return {
-            "val": _problems_from_examples(val, 2, per_task),
-            "heldout": _problems_from_examples(heldout, 2, per_task),
+            "val": generated_problems("val", data_dir, 2, per_task),
+            "heldout": generated_problems("heldout", data_dir, 2, per_task),
             "real18": real_problems(sorted(TASK_IDS), per_task),
         }
+    except EvaluationError as e:
+        raise ReportError(str(e)) from None
     except ValueError as e:  # too few (distinct) examples for an episode
         raise ReportError(f"{data_dir}: cannot build the evaluation episodes ({e})") from None
 

@@ -17,7 +17,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from arclib.data.split import SPLIT_STRATEGIES
@@ -26,18 +25,14 @@ from arclib.training.callbacks import LOG_VERSION_KEY, acquire_run_lock
 from arclib.training.checkpoints import CheckpointError, load_checkpoint
 from arclib.training.datamodule import ArcDataModule
 from arclib.training.module import ArcLitModule
+from arclib.training.precision import resolve_precision
 from arclib.training.validation import ConfigError, check_data_hparams, check_module_hparams
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs"
-PROFILES = ("smoke", "cpu", "full")
+PROFILES = ("smoke", "cpu", "full", "gpu")
 MONITORS = ("val_loss", "heldout_loss")
 VERSION_ENV = "ARCLIB_LOG_VERSION"  # the version rank 0 chose, for the DDP processes it launches
-
-
-def default_precision() -> str:
-    # fp16 autocast on CUDA; on CPU mixed precision runs as bf16, which this kind of CPU executes ~10x slower.
-    return "16-mixed" if torch.cuda.is_available() else "32-true"
 
 
 def _fill(value, subs: dict[str, str]):
@@ -222,7 +217,10 @@ class ArcCLI(LightningCLI):
         if config.data.seed is None:  # episodes follow the run's seed unless given their own
             config.data.seed = seed
         if config.trainer.precision is None:
-            config.trainer.precision = default_precision()
+            accelerator = config.trainer.accelerator
+            config.trainer.precision = resolve_precision(
+                accelerator if isinstance(accelerator, str) else "auto"
+            )
 
     def before_fit(self) -> None:
         """Everything that can fail before training fails here, before a log or checkpoint file exists."""

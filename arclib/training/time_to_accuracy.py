@@ -22,28 +22,19 @@ import lightning as L
 import numpy as np
 import torch
 
-from arclib.data.episodes import NO_AUGMENT, EpisodeDataset, EpisodePlanner
-from arclib.data.generate import load_examples
-from arclib.data.split import heldout_slice, task_split
-from arclib.data.tokens import PAD, Episode, collate
+from arclib.data.tokens import Episode
+from arclib.evaluation.cli import generated_episodes
 from arclib.evaluation.metrics import aggregate, grid_metrics
 from arclib.evaluation.predict import predict_grids
+from arclib.evaluation.report import task_losses
 from arclib.fileio import atomic_write_text
-from arclib.models.base import token_nll
 
 THRESHOLDS = (0.25, 0.5)
-EPISODE_SEED = 20_261_201  # fixed report episodes, the same for every arm and seed
 
 
 def report_episodes(data_dir: Path, per_task: int, n_context: int = 2) -> list[Episode]:
-    """Fixed episodes over the report half of each training task's held-out examples."""
-    examples = load_examples(Path(data_dir) / "heldout", task_split()["train"])
-    examples = {t: heldout_slice(p, "report") for t, p in examples.items()}
-    plans = EpisodePlanner(examples, n_context).plans(
-        np.random.default_rng(EPISODE_SEED), NO_AUGMENT, per_task
-    )
-    dataset = EpisodeDataset(examples)
-    return [dataset[plan] for plan in plans]
+    """The report's fixed episodes over the report half of each training task's held-out examples."""
+    return generated_episodes("heldout", Path(data_dir), n_context, per_task)
 
 
 @torch.no_grad()
@@ -58,18 +49,10 @@ def score(model, episodes: list[Episode], batch_size: int = 32) -> dict[str, flo
     )
     per_task.pop("all")
     was_training = model.training
-    model.eval()
-    nll: dict[str, list[float]] = {}
-    for s in range(0, len(episodes), batch_size):
-        chunk = episodes[s : s + batch_size]
-        batch = collate(chunk)
-        token_loss = token_nll(model(batch), batch.tgt_out)  # (B, T), 0 on padding
-        per_episode = token_loss.sum(1) / (batch.tgt_out != PAD).sum(1).clamp(min=1)
-        for ep, value in zip(chunk, per_episode.tolist()):
-            nll.setdefault(ep.task_id, []).append(value)
+    losses = task_losses(model, episodes, batch_size)
     model.train(was_training)
     out = {m: float(np.mean([t[m] for t in per_task.values()])) for m in ("exact", "shape", "cell")}
-    out["loss"] = float(np.mean([np.mean(v) for v in nll.values()]))
+    out["loss"] = float(np.mean(list(losses.values())))
     out["per_task_exact"] = {t: v["exact"] for t, v in sorted(per_task.items())}
     return out
 
