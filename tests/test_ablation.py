@@ -21,7 +21,9 @@ def episode_stream(experiment: str, seed: int, epochs: int = 2) -> list:
     exp = load_experiment(experiment, "smoke", f"--seed_everything={seed}")
     dm = exp.datamodule
     dm.setup("fit")
-    sampler = dm.train_dataloader().batch_sampler
+    sampler = (
+        dm.train_dataloader().batch_sampler.batches
+    )  # the per-epoch sampler inside the resumable wrapper
     stream = []
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
