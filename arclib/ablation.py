@@ -33,7 +33,7 @@ ANALYSIS_NOTEBOOK = REPO_ROOT / "notebooks" / "08_analysis.ipynb"
 STATUS_EVERY_S = 120
 FIRST_SEED = 307  # the seed's own run (configs/base.yaml seed_everything)
 DEFAULT_SEEDS = 3
-EVAL_PER_TASK = {"smoke": 2, "cpu": 5, "full": 50}  # generated queries per task in the report
+EVAL_PER_TASK = {"smoke": 2, "cpu": 5, "full": 50, "gpu": 50}  # generated queries per task in the report
 
 
 class AblationError(RuntimeError):
@@ -42,6 +42,13 @@ class AblationError(RuntimeError):
 
 def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def gpu_slots(n_gpus: int, per_run: int) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of each run slot: `per_run` GPUs each, as many slots as the GPUs allow."""
+    if per_run < 1 or per_run > n_gpus:
+        raise ValueError(f"--gpus-per-run must be between 1 and the {n_gpus} GPU(s) here, got {per_run}")
+    return [",".join(str(g) for g in range(k, k + per_run)) for k in range(0, n_gpus - per_run + 1, per_run)]
 
 
 def seeds(n: int) -> list[int]:
@@ -54,7 +61,15 @@ def run_log(output_root: Path, experiment: str, seed: int, profile: str) -> Path
     return output_root / "runs" / experiment / f"seed_{seed}" / f"ablation_{profile}.log"
 
 
-def _start(run: tuple[str, int], profile: str, output_root: Path, extra: list[str], threads: int):
+def _start(
+    run: tuple[str, int],
+    profile: str,
+    output_root: Path,
+    extra: list[str],
+    threads: int,
+    gpus: str | None = None,
+):
+    """Launch one `fit` in the background (its GPUs, if any, given as CUDA_VISIBLE_DEVICES)."""
     experiment, seed = run
     log = run_log(output_root, experiment, seed, profile)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +83,9 @@ def _start(run: tuple[str, int], profile: str, output_root: Path, extra: list[st
         *extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+        cmd += [f"--trainer.devices={len(gpus.split(','))}"]
     print(
         f"[ablation] {experiment} seed {seed}: training ({profile} profile, {threads} thread(s)), log {log}",
         flush=True,
@@ -82,7 +100,7 @@ def _status(output_root: Path, running: dict) -> str:
     from arclib.evaluation.report import latest_csv
 
     parts = []
-    for (experiment, seed), (_, _, began) in running.items():
+    for (experiment, seed), (_, _, began, *_) in running.items():
         path = latest_csv(output_root / "runs", experiment, seed)
         rows = []
         if path is not None and path.stat().st_mtime >= began:  # not a CSV of an earlier run
@@ -104,9 +122,12 @@ def train_experiments(
     jobs: int,
     on_done=None,
     seed_list: list[int] = (FIRST_SEED,),
+    gpu_slots: list[str] | None = None,
 ) -> dict[tuple[str, int], float]:
-    """Train every (experiment, seed), `jobs` at a time; {(experiment, seed): wall seconds}. Raises
-    AblationError naming every failed run (with the end of its log) after the others have finished."""
+    """Train every (experiment, seed), `jobs` at a time (with `gpu_slots`: one run per slot of GPUs);
+    {(experiment, seed): wall seconds}. Raises AblationError naming every failed run (with the end of its
+    log) after the others have finished."""
+    jobs = len(gpu_slots) if gpu_slots else jobs
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pending = [(e, s) for s in seed_list for e in experiments]
     running, seconds, failures = {}, {}, []
@@ -115,13 +136,15 @@ def train_experiments(
         while pending or running:
             while pending and len(running) < jobs:
                 run = pending.pop(0)
-                running[run] = _start(run, profile, output_root, extra, threads)
+                taken = {slot for *_, slot in running.values()}
+                slot = next(g for g in gpu_slots if g not in taken) if gpu_slots else None
+                running[run] = (*_start(run, profile, output_root, extra, threads, slot), slot)
             time.sleep(0.5)
             if time.time() - last_status > STATUS_EVERY_S:
                 last_status = time.time()
                 elapsed = (last_status - start) / 60
                 print(f"[ablation] {elapsed:.1f} min: {_status(output_root, running)}", flush=True)
-            for run, (process, log, began) in list(running.items()):
+            for run, (process, log, began, _) in list(running.items()):
                 if process.poll() is None:
                     continue
                 del running[run]
@@ -136,7 +159,7 @@ def train_experiments(
                 if on_done:
                     on_done(run, seconds[run], threads)
     finally:
-        for process, _, _ in running.values():  # interrupted: stop the children too
+        for process, *_ in running.values():  # interrupted: stop the children too
             process.terminate()
     if failures:
         raise AblationError("\n\n".join(failures))
@@ -174,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per experiment, from {FIRST_SEED}"
     )
     parser.add_argument("--jobs", type=int, default=default_jobs(), help="runs trained at once")
+    parser.add_argument(
+        "--gpus-per-run", type=int, default=0,
+        help="CUDA GPUs per run: runs go side by side, one per group of GPUs (default 0: no GPU placement)",
+    )  # fmt: skip
     parser.add_argument("--output-root", default=str(REPO_ROOT), help="folder for checkpoints/ and runs/")
     parser.add_argument(
         "--skip-training", action="store_true", help="only write the report (and the notebook)"
@@ -184,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         seed_list = seeds(args.seeds)
     except ValueError as e:
         parser.error(str(e))
+    slots = None
+    if args.gpus_per_run:
+        import torch
+
+        try:
+            slots = gpu_slots(torch.cuda.device_count(), args.gpus_per_run)
+        except ValueError as e:
+            parser.error(str(e))
     output_root = Path(args.output_root).resolve()
     timing_path = output_root / "checkpoints" / "ablation_timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
@@ -201,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_training:
         try:
             train_experiments(
-                args.experiments, args.profile, output_root, extra, max(1, args.jobs), record, seed_list
+                args.experiments,
+                args.profile,
+                output_root,
+                extra,
+                max(1, args.jobs),
+                record,
+                seed_list,
+                slots,
             )
         except AblationError as e:
             failures.append(str(e))  # the report still covers the runs that trained

@@ -102,3 +102,39 @@ def test_ablation_rejects_zero_seeds(capsys):
     with pytest.raises(SystemExit):
         ablation.main(["--seeds", "0", "--skip-training", "--skip-notebook"])
     assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_gpu_slots_place_one_run_per_group_of_gpus(tmp_path, monkeypatch):
+    assert ablation.gpu_slots(4, 1) == ["0", "1", "2", "3"] and ablation.gpu_slots(5, 2) == ["0,1", "2,3"]
+    with pytest.raises(ValueError, match="between 1 and the 2 GPU"):
+        ablation.gpu_slots(2, 3)
+    launched = []
+
+    class Finished:
+        returncode = 0
+
+        def poll(self):
+            return 0
+
+    def fake_start(run, profile, output_root, extra, threads, gpus=None):
+        launched.append((run, gpus))
+        return Finished(), tmp_path / "log", time.time()
+
+    monkeypatch.setattr(ablation, "_start", fake_start)
+    ablation.train_experiments(
+        ARMS, "smoke", tmp_path, [], jobs=1, seed_list=[307, 308], gpu_slots=["0,1", "2,3"]
+    )
+    assert [g for _, g in launched] == ["0,1", "2,3", "0,1", "2,3"]
+
+
+def test_a_run_on_a_gpu_slot_sees_only_its_gpus(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_popen(cmd, env, **kwargs):
+        seen.update(cmd=cmd, env=env)
+
+    monkeypatch.setattr(ablation.subprocess, "Popen", fake_popen)
+    ablation._start(("exp_3_champion", 307), "gpu", tmp_path, [], 4, gpus="2,3")
+    assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "2,3" and "--trainer.devices=2" in seen["cmd"]
+    ablation._start(("exp_3_champion", 307), "cpu", tmp_path, [], 1)
+    assert not any(a.startswith("--trainer.devices") for a in seen["cmd"])

@@ -99,3 +99,17 @@ def test_generation_under_autocast_equals_fp32_where_fp32_is_decisive(device, na
     every_step_decisive = (decisive | ~live).all(1)
     assert every_step_decisive.any(), "no sample is decisive at every step: the check below would be vacuous"
     assert torch.equal(auto_tokens[every_step_decisive], tokens[every_step_decisive])
+
+
+def test_a_batch_pins_every_tensor_for_the_dataloader(monkeypatch):
+    batch = small_batch(n=2)
+    pinned_ids = []
+    if not torch.cuda.is_available():  # pinning needs a CUDA driver: record what would be pinned instead
+        monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: pinned_ids.append(id(t)) or t)
+    pinned = batch.pin_memory()
+    assert pinned.task_ids == batch.task_ids
+    for name, value in vars(batch).items():
+        if torch.is_tensor(value):
+            assert (
+                getattr(pinned, name).is_pinned() if torch.cuda.is_available() else id(value) in pinned_ids
+            ), name

@@ -112,6 +112,10 @@ class Batch:
     def to(self, device) -> Batch:
         return Batch(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in self.__dict__.items()})
 
+    def pin_memory(self) -> Batch:
+        """Page-locked copies, so a DataLoader with pin_memory=True can hand the GPU a batch asynchronously."""
+        return Batch(**{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in self.__dict__.items()})
+
 
 def _grid_segment(grid, role, sep):
     tokens, rows, cols = grid_tokens(grid)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 from arclib.data.canonical import example_keys
@@ -42,6 +43,7 @@ class ArcDataModule(L.LightningDataModule):
         num_workers: int = 1,
         seed: int | None = None,
         heldout_optional: bool = False,
+        pin_memory: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -113,6 +115,7 @@ class ArcDataModule(L.LightningDataModule):
             collate_fn=collate,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
+            pin_memory=hp.pin_memory and torch.cuda.is_available(),
         )
 
     def _position(self) -> tuple[int, int]:
