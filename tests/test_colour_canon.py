@@ -20,12 +20,7 @@ ATOL = 1e-5
 N_RANDOM = 300
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def old_colour_groups(batch: tk.Batch) -> tuple[torch.Tensor, torch.Tensor]:

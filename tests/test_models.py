@@ -41,13 +41,7 @@ def tiny(name, seed=0, **overrides):
     return model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models are fastest on one thread, and two threads fight the other processes on a 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def with_tgt_in(batch, tgt_in):
