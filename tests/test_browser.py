@@ -54,18 +54,19 @@ def start_lab(tmp_path_factory, extra_env: dict[str, str]):
         env[var] = str(tmp_path_factory.mktemp(var.lower()))
     settings = Path(sys.prefix) / "share/jupyter/lab/settings"
     settings.mkdir(parents=True, exist_ok=True)
-    overrides = settings / "overrides.json"  # silences the news toast that covers the page
-    if not overrides.exists():
-        overrides.write_text(
-            json.dumps(
-                {
-                    "@jupyterlab/apputils-extension:notification": {
-                        "fetchNews": "false",
-                        "checkForUpdates": False,
-                    }
-                }
-            )
+    # Silence the news toast that covers the page, and render every cell (JupyterLab's default windowing keeps
+    # only the cells in view in the page, so outputs scrolled away could not be read).
+    (settings / "overrides.json").write_text(
+        json.dumps(
+            {
+                "@jupyterlab/apputils-extension:notification": {
+                    "fetchNews": "false",
+                    "checkForUpdates": False,
+                },
+                "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
+            }
         )
+    )
     port = free_port()
     server = subprocess.Popen(
         [
