@@ -223,7 +223,7 @@ def fit_summary(trainer: L.Trainer) -> str:
     Copes with a run that stopped before any validation or wrote no checkpoint (it says so).
     """
     metrics = trainer.callback_metrics
-    rows = ["| metric | val (unseen tasks) | heldout (training tasks, fresh examples) |", "|---|---:|---:|"]
+    rows = ["| metric | val (unseen tasks) | heldout (training tasks, select half) |", "|---|---:|---:|"]
     for metric, label in (("loss", "loss (teacher-forced)"), ("token_acc", "token accuracy"),
                           ("gen_exact", "exact grids (generated)"), ("gen_shape", "right shape (generated)")):  # fmt: skip
         cells = [metrics.get(f"{s}_{metric}") for s in ("val", "heldout")]
