@@ -119,7 +119,7 @@ def test_unreadable_search_space_is_named(tmp_path):
         (["--experiment", "exp_9_nope", "--trials", "2"], "unknown experiment 'exp_9_nope'; choose one of"),
         (["--experiment", EXPERIMENT, "--trials", "0"], "--trials must be a positive integer, got 0"),
         (["--experiment", EXPERIMENT, "--trials", "-3"], "--trials must be a positive integer, got -3"),
-        (["--experiment", EXPERIMENT, "--trials", "2", "--profile", "gpu"], "unknown profile 'gpu'"),
+        (["--experiment", EXPERIMENT, "--trials", "2", "--profile", "tpu"], "unknown profile 'tpu'"),
         (["--experiment", EXPERIMENT, "--trials", "2", "--study", "a/b"], "--study 'a/b': use letters"),
         (["--experiment", EXPERIMENT, "--trials", "2", "stray"], "unrecognised arguments ['stray']"),
         ("key", "params.lr.key 'model.lrr': no config option model.lrr"),
