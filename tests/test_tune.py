@@ -174,7 +174,7 @@ def test_smoke_study_trains_like_fit_and_writes_a_best_config_fit_accepts(tmp_pa
         assert sorted(t.intermediate_values) == sorted(logged) == [0, 1]
         assert t.intermediate_values == pytest.approx(logged)
         assert t.value == pytest.approx(min(logged.values()))
-        assert list((out / "checkpoints" / EXPERIMENT).glob("*.ckpt"))
+        assert list((out / "checkpoints" / EXPERIMENT).glob("seed_*/*.ckpt"))
         # the sampled values reached the LightningModule, the datamodule and the trainer
         (hparams,) = out.rglob("hparams.yaml")
         (saved,) = (out / "runs").rglob("config.yaml")  # what LightningCLI saw
