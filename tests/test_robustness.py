@@ -200,6 +200,7 @@ def test_concurrent_fit_of_the_same_run_is_refused_before_writing(tmp_path):
 # DataLoader worker prefetching (Lightning then builds the resumed epoch's iterator twice).
 RESUME_ARGS = (
     "--data.num_workers=1",
+    "--data.train_per_task=4",
     "--trainer.max_epochs=3",
     "--checkpoint_every_n_steps=2",
     '--model.model_overrides={"dropout": 0.1}',
@@ -301,13 +302,13 @@ def test_missing_heldout_file_is_an_error_unless_allowed(tmp_path):
 
 
 def test_heldout_validation_uses_the_select_half(tmp_path):
-    from arclib.data.split import HELDOUT_SLICES
+    from arclib.data.split import heldout_slice
 
     exp = experiment(tmp_path)
     exp.datamodule.setup("fit")
     full = load_task(ROOT / "data" / "heldout" / "05269061.json").train
     chosen = exp.datamodule.examples["heldout"]["05269061"]
-    expected = full[HELDOUT_SLICES["select"]]
+    expected = heldout_slice(full, "select")
     assert len(chosen) == len(expected) < len(full)
     assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(chosen, expected))
 
