@@ -11,7 +11,7 @@ checkpoints/<experiment>/seed_<seed>/. Wall times go to checkpoints/ablation_tim
 
 Runs go `--jobs` at a time, each on cores // jobs threads. Small-batch CPU training uses a second thread
 poorly, so two single-threaded runs side by side finish sooner than two two-threaded runs in turn. Runs start
-seed by seed in MODEL_NAMES order, which puts the slowest (the decoder-only) first.
+seed by seed in ABLATION_ARMS order, which puts the slowest (the decoder-only) first.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from arclib.fileio import atomic_write_text
-from arclib.models import MODEL_NAMES
+from arclib.models import ABLATION_ARMS
 from arclib.training.cli import CONFIG_DIR, PROFILES, REPO_ROOT
 
 ANALYSIS_NOTEBOOK = REPO_ROOT / "notebooks" / "08_analysis.ipynb"
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--profile", default="cpu", choices=PROFILES)
-    parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--experiments", nargs="+", default=list(ABLATION_ARMS), choices=ABLATION_ARMS)
     parser.add_argument(
         "--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per experiment, from {FIRST_SEED}"
     )

@@ -13,7 +13,7 @@ from arclib.data.generate import DATA_DIR, load_examples
 from arclib.data.split import heldout_slice, task_split
 from arclib.evaluation import report as rp
 from arclib.evaluation.cli import Problem
-from arclib.models import MODEL_NAMES
+from arclib.models import ABLATION_ARMS, MODEL_NAMES
 from arclib.training.checkpoints import AtomicCheckpointIO
 from arclib.training.module import ArcLitModule
 
@@ -73,6 +73,17 @@ def test_comparisons_each_arm_against_previous_and_baseline():
         ("exp_0_encoder_decoder", "exp_2_perminv"),
         ("exp_0_encoder_decoder", "exp_3_champion"),
     ]
+    assert "d_ff 640" in rp.comparison_label("exp_2_perminv", "exp_3_champion")
+
+
+def test_the_control_splits_exp_2_to_exp_3_into_its_two_changes():
+    pairs = rp.comparisons(list(ABLATION_ARMS))
+    assert ("exp_2_perminv", "exp_2_perminv_dff640") in pairs and ("exp_2_perminv_dff640", "exp_3_champion") in pairs
+    assert ("exp_2_perminv", "exp_3_champion") in pairs  # the step as the study names it is still compared
+    assert rp.comparison_label("exp_2_perminv_dff640", "exp_3_champion").startswith(
+        "The context-pair encoder and bridge alone"
+    )
+    assert ("exp_0_encoder_decoder", "exp_2_perminv_dff640") not in pairs  # the control is no study arm
     # a missing arm breaks its chain links; the baseline comparisons remain
     assert rp.comparisons(["exp_0_encoder_decoder", "exp_2_perminv"]) == [
         ("exp_0_encoder_decoder", "exp_2_perminv")

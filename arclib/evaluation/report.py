@@ -48,7 +48,7 @@ from arclib.evaluation.statistics import (
 )
 from arclib.evaluation.voting import model_predictor, predict_with_voting
 from arclib.fileio import atomic_write_text
-from arclib.models import MODEL_NAMES, count_parameters
+from arclib.models import ABLATION_ARMS, MODEL_NAMES, count_parameters
 from arclib.models.base import token_nll
 from arclib.training.checkpoints import CheckpointError, load_model
 
@@ -61,12 +61,14 @@ EVALUATION_FILE = "evaluation.json"
 EVALUATION_VERSION = 1  # bump when the metrics change, so cached evaluations are redone
 SET_NAMES = {"val": "validation-task", "heldout": "held-out (report slice)", "real18": "real-pair"}
 METRIC_NAMES = {"loss": "loss", "exact": "exact accuracy", "shape": "shape accuracy", "cell": "cell accuracy"}
-# The one change each arm makes against the previous one (MODEL_NAMES order)
+# The named change between two arms; each pair whose arms both ran is compared.
 CHANGES = {
-    "exp_0_encoder_decoder": "The encoder-decoder",
-    "exp_1_grid2d": "Grid2D positions",
-    "exp_2_perminv": "Colour-permutation equivariance",
-    "exp_3_champion": "The context-pair encoder and bridge",
+    ("exp_-1_decoder_only", "exp_0_encoder_decoder"): "The encoder-decoder",
+    ("exp_0_encoder_decoder", "exp_1_grid2d"): "Grid2D positions",
+    ("exp_1_grid2d", "exp_2_perminv"): "Colour-permutation equivariance",
+    ("exp_2_perminv", "exp_2_perminv_dff640"): "d_ff 640 instead of 704 alone (the champion's parameter matching)",
+    ("exp_2_perminv_dff640", "exp_3_champion"): "The context-pair encoder and bridge alone",
+    ("exp_2_perminv", "exp_3_champion"): "The context-pair encoder and bridge, with d_ff 640",
 }
 # <experiment>-epoch=NN-<monitor>=<value>.ckpt; a nan or inf value never matches
 _SCORE = re.compile(r"-epoch=([0-9]+)-(val_loss|heldout_loss)=([0-9]+\.[0-9]+)\.ckpt$")
@@ -115,7 +117,7 @@ def seed_dirs(checkpoints_dir: Path, experiment: str) -> dict[int, Path]:
 
 
 def find_runs(
-    checkpoints_dir: Path, monitor: str | None = None, experiments=MODEL_NAMES
+    checkpoints_dir: Path, monitor: str | None = None, experiments=ABLATION_ARMS
 ) -> tuple[dict[str, dict[int, Run]], str, dict[str, str]]:
     """({experiment: {seed: best Run}}, the monitor, {experiment or experiment/seed: why it is missing}).
 
@@ -251,8 +253,8 @@ def evaluate_run(run: Run, problems: dict, key: dict, fresh: bool = False, progr
 
 
 def comparisons(arms: list[str]) -> list[tuple[str, str]]:
-    """(earlier, later) pairs: each arm against the previous one, and each later arm against the baseline."""
-    pairs = [(a, b) for a, b in zip(MODEL_NAMES, MODEL_NAMES[1:]) if a in arms and b in arms]
+    """(earlier, later) pairs: each named change whose arms both ran, and each later arm against the baseline."""
+    pairs = [pair for pair in CHANGES if set(pair) <= set(arms)]
     if BASELINE in arms:
         later = MODEL_NAMES[MODEL_NAMES.index(BASELINE) + 1 :]
         pairs += [(BASELINE, b) for b in later if b in arms and (BASELINE, b) not in pairs]
@@ -267,7 +269,7 @@ def _grid(runs: dict, arm: str, seeds: list[int], set_name: str, tasks: list[str
 def compute_statistics(runs: dict, confidence: float = CONFIDENCE) -> dict:
     """Arm intervals, exact-grid proportions, paired comparisons (Holm within each set and metric), per-task
     tables. `runs` is {arm: {seed (str): {"sets": {set: {task: metrics}}}}}."""
-    arms = [a for a in MODEL_NAMES if a in runs]
+    arms = [a for a in ABLATION_ARMS if a in runs]
     out = {"arms": {}, "exact_grids": {}, "comparisons": {}, "per_task": {}}
     for set_name in EVAL_SETS:
         tasks = sorted(set.intersection(*(set(r["sets"][set_name]) for a in arms for r in runs[a].values())))
@@ -323,8 +325,8 @@ def _p_is(name: str, p: float) -> str:
 
 
 def comparison_label(a: str, b: str) -> str:
-    adjacent = MODEL_NAMES.index(b) == MODEL_NAMES.index(a) + 1
-    return f"{CHANGES[b]} ({b} against {a})" if adjacent else f"{b} against {a}"
+    change = CHANGES.get((a, b))
+    return f"{change} ({b} against {a})" if change else f"{b} against {a}"
 
 
 def conclusion(row: dict, set_name: str, metric: str) -> str:

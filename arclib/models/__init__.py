@@ -30,6 +30,9 @@ MODEL_NAMES = (
 )
 CHAMPION = "exp_3_champion"
 CONTROLS = ("exp_2_perminv_dff640",)
+# What the ablation trains, in the study's order: the control (Exp 2 with the d_ff that parameter matching gives
+# the champion) sits between Exp 2 and Exp 3, so that control -> Exp 3 is the pair encoder and bridge alone.
+ABLATION_ARMS = MODEL_NAMES[:4] + CONTROLS + MODEL_NAMES[4:]
 
 _TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0)
 
@@ -63,7 +66,11 @@ _REGISTRY: dict[str, tuple[type[ArcModel], dict]] = {
     ),
     "exp_2_perminv_dff640": (
         EncoderDecoder,
-        {"matched": EncoderDecoderConfig(d_ff=ChampionConfig.d_ff, grid2d=True, perm_inv=True)},
+        {
+            "matched": EncoderDecoderConfig(d_ff=ChampionConfig.d_ff, grid2d=True, perm_inv=True),
+            # the tiny champion keeps Exp 2's tiny d_ff, so here the control is Exp 2 (smoke runs test plumbing)
+            "tiny": EncoderDecoderConfig(n_dec_layers=1, grid2d=True, perm_inv=True, **_TINY),
+        },
     ),
     "exp_3_champion": (
         Champion,
@@ -104,6 +111,7 @@ def parameter_table() -> str:
 
 
 __all__ = [
+    "ABLATION_ARMS",
     "CONTROLS",
     "MODEL_NAMES",
     "ArcModel",

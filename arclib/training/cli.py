@@ -20,7 +20,7 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from arclib.data.split import SPLIT_STRATEGIES
-from arclib.models import MODEL_NAMES
+from arclib.models import ABLATION_ARMS
 from arclib.training.callbacks import LOG_VERSION_KEY, acquire_run_lock
 from arclib.training.checkpoints import CheckpointError, load_checkpoint
 from arclib.training.datamodule import ArcDataModule
@@ -124,7 +124,7 @@ it prints where the best checkpoint, the checkpoints and the logs went:
 checkpoints/<experiment>/seed_<seed>/ and runs/<experiment>/seed_<seed>/version_N/ under --output-root.
 
 common options (all flags are written with dashes; --trainer.max-epochs and --trainer.max_epochs are one flag):
-  --config FILE                experiment: configs/{{{",".join(MODEL_NAMES)}}}.yaml
+  --config FILE                experiment: configs/{{{",".join(ABLATION_ARMS)}}}.yaml
                                profile: configs/profiles/{{{",".join(PROFILES)}}}.yaml
   --model.preset NAME          matched | seed | tiny (seed: exp_-1_decoder_only only)
   --model.lr FLOAT             learning rate (> 0)

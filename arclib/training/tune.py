@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from arclib.fileio import atomic_write_text
-from arclib.models import MODEL_NAMES
+from arclib.models import ABLATION_ARMS
 from arclib.training.cli import CONFIG_DIR, REPO_ROOT, load_experiment
 from arclib.training.module import NonFiniteLossError
 
@@ -281,8 +281,8 @@ def run_study(
         )
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", study_name):
         raise TuneError(f"--study {study_name!r}: use letters, digits, '_', '.' and '-' (it names files)")
-    if experiment not in MODEL_NAMES:
-        raise TuneError(f"unknown experiment {experiment!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if experiment not in ABLATION_ARMS:
+        raise TuneError(f"unknown experiment {experiment!r}; choose one of {', '.join(ABLATION_ARMS)}")
     space = load_search_space(space_path)
     overrides = tuple(overrides)
     recipe = load_experiment(experiment, profile, *overrides)  # the recipe's objects (nothing is written)

@@ -13,7 +13,7 @@ import math
 
 from arclib.data.split import SPLIT_STRATEGIES
 from arclib.models import _REGISTRY as MODEL_REGISTRY
-from arclib.models import MODEL_NAMES, presets
+from arclib.models import ABLATION_ARMS, presets
 
 MAX_PARAMETERS = 50_000_000  # about 30 times the matched models; keeps a bad checkpoint from allocating GBs
 
@@ -54,7 +54,7 @@ def _estimated_parameters(config) -> int:
 
 def check_model(model_name, preset, model_overrides, where: str = "model") -> None:
     """Model name, preset and config overrides: known keys, sane types, bounded size."""
-    _choice(f"{where}.model_name", model_name, MODEL_NAMES)
+    _choice(f"{where}.model_name", model_name, ABLATION_ARMS)
     _choice(f"{where}.preset", preset, presets(model_name))
     overrides = model_overrides or {}
     if not isinstance(overrides, dict):
