@@ -66,7 +66,7 @@ CHANGES = {
     ("exp_-1_decoder_only", "exp_0_encoder_decoder"): "The encoder-decoder",
     ("exp_0_encoder_decoder", "exp_1_grid2d"): "Grid2D positions",
     ("exp_1_grid2d", "exp_2_perminv"): "Colour-permutation equivariance",
-    ("exp_2_perminv", "exp_2_perminv_dff640"): "d_ff 640 instead of 704 alone (the champion's parameter matching)",
+    ("exp_2_perminv", "exp_2_perminv_dff640"): "d_ff 640 alone (the champion's parameter matching)",
     ("exp_2_perminv_dff640", "exp_3_champion"): "The context-pair encoder and bridge alone",
     ("exp_2_perminv", "exp_3_champion"): "The context-pair encoder and bridge, with d_ff 640",
 }
