@@ -205,6 +205,9 @@ def test_report_command_rebuilds_from_runs_and_reuses_evaluations(tmp_path, echo
     assert (row["a"], row["b"], row["n_seeds"], row["n_tasks"]) == (*arms, 2, 14)
     md = (tmp_path / "checkpoints" / "ablation_results.md").read_text()
     assert "Grid2D positions (exp_1_grid2d against exp_0_encoder_decoder)" in md and "'report' half" in md
+    assert (
+        "| 85c4e7cd | 196 | 24 | 24 | yes |" in md and "| 05269061 | 400 | 50 | 50 |  |" in md
+    )  # key counts
     assert "![curves_heldout_loss](ablation_figures/curves_heldout_loss.png)" in md
     assert (tmp_path / "checkpoints" / "ablation_figures" / "forest_heldout_loss.png").stat().st_size > 0
 

@@ -56,6 +56,7 @@ EVAL_SETS = ("val", "heldout", "real18")
 STAT_METRICS = ("loss", "exact", "shape", "cell")
 CONCLUSION_METRICS = ("loss", "exact")
 REPORT_SLICE = "report"
+KEY_COLUMNS = ("train_keys", "select_keys", "report_keys", "space_exhausted")  # from data/manifest.json
 BASELINE = "exp_0_encoder_decoder"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_VERSION = 1  # bump when the metrics change, so cached evaluations are redone
@@ -394,6 +395,7 @@ def run_report(
                 "sets": {s: sets[s] for s in EVAL_SETS},
             }
     statistics = compute_statistics(runs)
+    manifest = json.loads((data_dir / "manifest.json").read_text())["tasks"]
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _git_commit(),
@@ -402,6 +404,7 @@ def run_report(
         "views": views,
         "monitor": monitor,
         "heldout_slice": {"name": REPORT_SLICE, "queries": len(problems["heldout"])},
+        "keys": {t: {k: manifest[t][k] for k in KEY_COLUMNS} for t in sorted(manifest)},
         "confidence": CONFIDENCE,
         "seeds": {arm: sorted(int(s) for s in by_seed) for arm, by_seed in runs.items()},
         "missing": missing,
@@ -495,6 +498,21 @@ def format_markdown(report: dict, figures: dict[str, str] | None = None) -> str:
                 cells = [f"{m:.2f}" + ("" if np.isnan(s) else f" ({s:.2f})") for m, s in zip(m_row, s_row)]
                 lines.append(f"| {arm} | " + " | ".join(cells) + " |")
             lines.append("")
+    lines += [
+        "## Data: distinct canonical keys per task",
+        "",
+        "Held-out keys are never trained on. A closed-world task's whole space (as its sampler draws it) fits in "
+        "the training set, so its training examples repeat keys in other colours and orientations.",
+        "",
+        "| task | training keys | select keys | report keys | closed-world |",
+        "|---|---:|---:|---:|---|",
+        *[
+            f"| {t} | {k['train_keys']} | {k['select_keys'] or '-'} | {k['report_keys'] or '-'} | "
+            f"{'yes' if k['space_exhausted'] else ''} |"
+            for t, k in report["keys"].items()
+        ],
+        "",
+    ]
     if figures:
         lines += ["## Figures", "", *[f"![{name}]({path})" for name, path in figures.items()], ""]
     return "\n".join(lines)
