@@ -213,16 +213,17 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "stop",
-    [StopAt(step=10), StopAt(epoch_start=1)],
-    ids=["mid_epoch", "epoch_boundary"],
+    "stop, resume_step",
+    [(StopAt(step=10), 10), (StopAt(epoch_start=1), 7), (StopAt(step=14), 12)],
+    ids=["mid_epoch", "epoch_boundary", "after_an_epochs_last_batch"],
 )
-def test_resume_ends_with_the_uninterrupted_metrics(tmp_path, uninterrupted, stop):
-    steps_per_epoch = 14 * 4 // 8  # smoke profile: 14 training tasks, 4 queries each, batch 8
+def test_resume_ends_with_the_uninterrupted_metrics(tmp_path, uninterrupted, stop, resume_step):
+    # 7 steps an epoch (14 tasks x 4 queries, batch 8), last.ckpt every 2 steps. Killed after an epoch's last
+    # batch but before its validation, the run resumes from the step before: a checkpoint there would resume
+    # into an epoch with no batches left and no validation metric.
     fit(tmp_path, *RESUME_ARGS, callbacks=[stop])
     last = ckpt_dir(tmp_path) / "last.ckpt"
-    step = load_checkpoint(last)["global_step"]
-    assert (step % steps_per_epoch == 0) == (stop.epoch_start is not None), step
+    assert load_checkpoint(last)["global_step"] == resume_step
     resumed = fit(tmp_path, *RESUME_ARGS, ckpt_path=str(last))
     assert resumed["metrics"] == uninterrupted["metrics"] and "val_loss" in resumed["metrics"]
     assert resumed["weights"] == uninterrupted["weights"]

@@ -25,7 +25,9 @@ class PeriodicCheckpoint(L.Callback):
     """Overwrite `<dirpath>/last.ckpt` every `every_n_steps` training steps, so a crash mid-epoch loses little.
 
     A separate callback (not a second ModelCheckpoint) so the epoch-end `last.ckpt` of ModelCheckpoint and this
-    one are the same file: `--ckpt_path last` resumes from whichever was written most recently.
+    one are the same file: `--ckpt_path last` resumes from whichever was written most recently. An epoch's last
+    batch is skipped: resumed from there, Lightning would find the epoch's batches used up and end it without
+    validation; ModelCheckpoint writes `last.ckpt` once that validation is done.
     """
 
     def __init__(self, dirpath: str, every_n_steps: int = 50):
@@ -34,7 +36,8 @@ class PeriodicCheckpoint(L.Callback):
         self.dirpath, self.every_n_steps = Path(dirpath), every_n_steps
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps == 0 and not trainer.sanity_checking:
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        if trainer.global_step % self.every_n_steps == 0 and not last_batch and not trainer.sanity_checking:
             trainer.save_checkpoint(self.dirpath / "last.ckpt")
 
 
