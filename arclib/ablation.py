@@ -189,7 +189,7 @@ def run_analysis_notebook(output_root: Path, profile: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from arclib.evaluation import report
 
-    parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--profile", default="cpu", choices=PROFILES)
     parser.add_argument("--experiments", nargs="+", default=list(ABLATION_ARMS), choices=ABLATION_ARMS)
@@ -198,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=default_jobs(), help="runs trained at once")
     parser.add_argument(
-        "--gpus-per-run", type=int, default=0,
-        help="CUDA GPUs per run: runs go side by side, one per group of GPUs (default 0: no GPU placement)",
+        "--gpus-per-run", type=int, default=None,
+        help="CUDA GPUs per run: runs go side by side, one per group of GPUs "
+             "(default: 1 with the gpu profile, so one run per GPU; otherwise no GPU placement)",
     )  # fmt: skip
     parser.add_argument("--output-root", default=str(REPO_ROOT), help="folder for checkpoints/ and runs/")
     parser.add_argument(
@@ -212,11 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     slots = None
-    if args.gpus_per_run:
+    if not args.skip_training and (args.profile == "gpu" or args.gpus_per_run is not None):
         import torch
 
+        if args.profile == "gpu" and not torch.cuda.is_available():
+            parser.error("the gpu profile needs a CUDA GPU and none is visible here; use --profile cpu")
         try:
-            slots = gpu_slots(torch.cuda.device_count(), args.gpus_per_run)
+            slots = gpu_slots(
+                torch.cuda.device_count(), 1 if args.gpus_per_run is None else args.gpus_per_run
+            )
         except ValueError as e:
             parser.error(str(e))
     output_root = Path(args.output_root).resolve()

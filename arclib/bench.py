@@ -27,8 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from arclib.data.tokens import PAD, Batch
 from arclib.evaluation.predict import predict_grids
 from arclib.fileio import atomic_write_text
-from arclib.models import MODEL_NAMES, count_parameters
-from arclib.training.cli import REPO_ROOT, load_experiment
+from arclib.models import ABLATION_ARMS, count_parameters
+from arclib.training.cli import PROFILES, REPO_ROOT, load_experiment
 from arclib.training.precision import resolve_precision
 
 
@@ -166,21 +166,23 @@ def _time_to_accuracy(parser, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m arclib bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m arclib bench", description=__doc__, allow_abbrev=False)
     parser.add_argument(
         "--quick", action="store_true", help="fewer steps: all five in under 3 minutes on 2 cores"
     )
     parser.add_argument(
-        "--profile", default="cpu", help="config profile giving model sizes and data (default cpu)"
+        "--profile",
+        choices=PROFILES,
+        help="profile giving batch size and data (default: gpu on CUDA, else cpu)",
     )
-    parser.add_argument("--experiments", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--experiments", nargs="+", default=list(ABLATION_ARMS), choices=ABLATION_ARMS)
     parser.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present"
     )
     parser.add_argument("--out", default=str(REPO_ROOT / "checkpoints" / "bench.json"))
     tta = parser.add_argument_group("time to accuracy")
     tta.add_argument("--time-to-accuracy", action="store_true", help="train one arm, score every few minutes")
-    tta.add_argument("--experiment", default="exp_3_champion", choices=MODEL_NAMES)
+    tta.add_argument("--experiment", default="exp_3_champion", choices=ABLATION_ARMS)
     tta.add_argument("--minutes", type=float, default=30.0, help="training minutes per seed (default 30)")
     tta.add_argument("--seeds", type=int, default=1, help="seeds 307, 308, ... (default 1)")
     tta.add_argument("--every", type=float, default=3.0, help="minutes of training between scorings")
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "overrides", nargs="*", help="extra config overrides, e.g. --data.batch_size=8 (after --)"
     )
     args = parser.parse_args(argv)
+    if args.profile is None:
+        args.profile = "gpu" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     if args.time_to_accuracy:
         return _time_to_accuracy(parser, args)
     warmup, episodes, gen = (1, 64, 16) if args.quick else (2, 320, 64)

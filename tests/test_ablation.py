@@ -127,6 +127,53 @@ def test_gpu_slots_place_one_run_per_group_of_gpus(tmp_path, monkeypatch):
     assert [g for _, g in launched] == ["0,1", "2,3", "0,1", "2,3"]
 
 
+def test_the_gpu_profile_puts_one_run_on_each_gpu_and_needs_one(tmp_path, monkeypatch, capsys):
+    import torch
+
+    placed = {}
+    monkeypatch.setattr(ablation, "train_experiments", lambda *a: placed.update(slots=a[-1]))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    argv = ["--profile", "gpu", "--output-root", str(tmp_path), "--skip-notebook"]
+    ablation.main(argv)
+    assert placed["slots"] == ["0", "1", "2", "3"]
+    ablation.main([*argv, "--gpus-per-run", "2"])
+    assert placed["slots"] == ["0,1", "2,3"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(SystemExit):
+        ablation.main(argv)
+    assert "the gpu profile needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, abbreviation",
+    [
+        (["report", "--per", "1"], "--per"),
+        (["bench", "--quic"], "--quic"),
+        (["tune", "--experiment", "exp_3_champion", "--trials", "1", "--prof", "smoke"], "--prof"),
+        (["evaluate", "--checkpoint", "x", "--task", "val"], "--task"),
+    ],
+)
+def test_no_subcommand_takes_an_abbreviated_option(argv, abbreviation, capsys):
+    from arclib.__main__ import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and "unrecogni" in err and abbreviation in err
+
+
+def test_ablation_passes_an_abbreviation_on_to_fit_instead_of_reading_it(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(ablation, "train_experiments", lambda exps, profile, root, extra, *a: seen.update(
+        extra=extra, seeds=a[-2]))  # fmt: skip
+    ablation.main(["--seed", "5", "--output-root", str(tmp_path), "--skip-notebook"])
+    assert seen == {"extra": ["--seed", "5"], "seeds": [307, 308, 309]}  # fit then refuses --seed itself
+
+
 def test_a_run_on_a_gpu_slot_sees_only_its_gpus(tmp_path, monkeypatch):
     seen = {}
 

@@ -534,7 +534,7 @@ def load_report(checkpoints_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from arclib.training.cli import REPO_ROOT
 
-    parser = argparse.ArgumentParser(prog="python -m arclib report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m arclib report", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--output-root", default=str(REPO_ROOT), help="folder holding checkpoints/ and runs/")
     parser.add_argument(

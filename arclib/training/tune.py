@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m arclib tune",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--experiment", required=True, help="e.g. exp_3_champion")
     parser.add_argument(
