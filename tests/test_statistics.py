@@ -65,6 +65,14 @@ def test_paired_difference_hand_computed_crossed_case():
     assert result.p_value == pytest.approx(2 * stats.t.sf(2 / np.sqrt(8 / 6), 64 / 38))
 
 
+def test_paired_difference_with_only_residual_variation():
+    # seed and task means all equal: MS_seed = MS_task = 0 fall below MS_res = 1, so both components are
+    # clipped to zero and se^2 = MS_res / (S T) = 1 / 4 on the residual's 1 degree of freedom.
+    result = paired_difference(np.zeros((2, 2)), np.array([[1.0, 0], [0, 1]]))
+    assert result.estimate == 0.5 and result.se == pytest.approx(0.5) and result.df == pytest.approx(1)
+    assert result.p_value == pytest.approx(0.5)
+
+
 def test_paired_difference_degenerate_and_bad_inputs():
     same = np.ones((3, 4))
     assert paired_difference(same, same).p_value == 1 and paired_difference(same, same).interval.covers(0)

@@ -454,8 +454,10 @@ def format_markdown(report: dict, figures: dict[str, str] | None = None) -> str:
         f"## Arms: mean over tasks [{pct}% bootstrap interval resampling seeds and tasks]",
         "",
         "With few seeds this bootstrap is narrow: at 3 seeds x 14 tasks it covered the true mean about 87% of "
-        "the time in simulation (tests/test_statistics.py). The paired comparisons below use a t interval that "
-        "counts seed and task variation. The Wilson interval treats every query of every seed as independent.",
+        "the time in simulation with equal seed, task and query variation (tests/test_statistics.py), less when "
+        "seeds vary most. The paired comparisons below use a t interval that counts seed and task variation. "
+        "The Wilson interval treats every query of every seed as independent, so it weighs tasks by their "
+        "number of queries.",
         "",
     ]
     for set_name in EVAL_SETS:
