@@ -206,6 +206,7 @@ def test_each_arm_is_one_named_change_from_the_last():
     # is Exp 2 with that d_ff alone.
     assert config_changes("exp_2_perminv", "exp_3_champion") == {"d_ff": (704, 640)}
     assert config_changes("exp_2_perminv", "exp_2_perminv_dff640") == {"d_ff": (704, 640)}
+    assert config_changes("exp_2_perminv_dff640", "exp_3_champion") == {}  # the class alone: encoder + bridge
     assert type(build_model("exp_2_perminv_dff640")) is type(build_model("exp_2_perminv"))
     champion, exp2 = build_model("exp_3_champion"), build_model("exp_2_perminv")
     extra = {k: v.shape for k, v in champion.state_dict().items() if k not in exp2.state_dict()}
