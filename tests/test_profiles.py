@@ -41,7 +41,7 @@ def test_profile_resolves_to_what_it_declares(profile, tmp_path):
     assert (a.dihedral, a.colours, a.context_order) == augment
 
 
-@pytest.mark.parametrize("profile", ["cpu", "full"])
+@pytest.mark.parametrize("profile", ["cpu", "full", "gpu"])
 def test_training_profiles_state_their_choices(profile):
     # Monitor, epochs and augmentation are written in the profile itself, beside the reasons for them, not
     # inherited silently from base.yaml or the datamodule's defaults.
@@ -49,3 +49,12 @@ def test_training_profiles_state_their_choices(profile):
     assert declared["monitor"] == EXPECTED[profile][0]
     assert declared["trainer"]["max_epochs"] == EXPECTED[profile][1]
     assert {"augment_dihedral", "augment_colours"} <= set(declared["data"])
+
+
+def test_gpu_profile_keeps_the_recipe_batch_and_feeds_the_device(tmp_path):
+    configs = [CONFIG_DIR / "exp_3_champion.yaml", CONFIG_DIR / "profiles" / "gpu.yaml"]
+    exp = make_cli(
+        [a for p in configs for a in ("--config", str(p))] + ["--output_root", str(tmp_path)], run=False
+    )
+    h = exp.datamodule.hparams
+    assert (h.batch_size, h.num_workers, h.pin_memory) == (32, 4, True)
