@@ -29,8 +29,11 @@ ablation: verify data
 chromium:
 	.ci/ensure-chromium
 
+# Two workers, each taking whole files (a notebook's cells share one kernel) on one thread each.
+TEST_WORKERS ?= 2
 test: setup chromium
-	ARCLIB_SMOKE=1 $(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --durations=15
+	OMP_NUM_THREADS=1 ARCLIB_SMOKE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks \
+		--nbval-lax --nbval-current-env --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
