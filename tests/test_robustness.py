@@ -129,7 +129,12 @@ def test_divergence_command_exits_nonzero_and_saves_no_nan_checkpoint(tmp_path):
 def test_divergence_keeps_the_last_finite_last_ckpt(tmp_path):
     """Saving every step: last.ckpt must keep the last finite weights, so a resume does not restart from NaN.
     (Several batches an epoch: no mid-epoch last.ckpt is written at an epoch's last batch.)"""
-    args = ("--model.lr=1e6", "--data.batch_size=8", "--data.train_per_task=4", "--checkpoint_every_n_steps=1")
+    args = (
+        "--model.lr=1e6",
+        "--data.batch_size=8",
+        "--data.train_per_task=4",
+        "--checkpoint_every_n_steps=1",
+    )
     with pytest.raises(DivergenceError, match="global step"):
         fit(tmp_path, *args)
     last = load_checkpoint(ckpt_dir(tmp_path) / "last.ckpt")  # refuses non-finite weights
