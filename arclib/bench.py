@@ -167,9 +167,7 @@ def _time_to_accuracy(parser, args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arclib bench", description=__doc__, allow_abbrev=False)
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer steps: all five in under 3 minutes on 2 cores"
-    )
+    parser.add_argument("--quick", action="store_true", help="fewer steps, for a quick look")
     parser.add_argument(
         "--profile",
         choices=PROFILES,
