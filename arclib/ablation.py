@@ -166,6 +166,22 @@ def train_experiments(
     return seconds
 
 
+def train_here(
+    experiments: list[str], profile: str, output_root: Path, extra: list[str], seed_list: list[int]
+) -> None:
+    """Train each (experiment, seed) in turn in this process, into the folders `train_experiments` uses: for
+    runs of seconds (smoke mode in a notebook), where a new process per run would cost more than its training."""
+    from arclib.training.cli import load_experiment
+
+    for seed in seed_list:
+        for experiment in experiments:
+            run = load_experiment(
+                experiment, profile, "--output_root", str(output_root), f"--seed_everything={seed}",
+                "--trainer.enable_progress_bar=false", *extra,
+            )  # fmt: skip
+            run.trainer.fit(run.model, datamodule=run.datamodule)
+
+
 def run_analysis_notebook(output_root: Path, profile: str) -> Path:
     """Execute the analysis notebook top to bottom; it writes checkpoints/ablation_results.{json,md}."""
     import nbformat

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from arclib.data.augment import Augmentation
-from arclib.data.canonical import canonical_key
+from arclib.data.canonical import canonical_key, example_keys
 
 
 def random_example(rng, h=4, w=5, n_colours=4):
@@ -45,3 +45,12 @@ def test_same_cells_in_other_shapes_differ():
     a = np.array([[1, 2, 2, 1]], dtype=np.int8)
     assert canonical_key(a, a) != canonical_key(a.reshape(2, 2), a.reshape(2, 2))  # same cells, other shape
     assert canonical_key(a, a) == canonical_key(a.T.copy(), a.T.copy())  # a rotation of it
+
+
+def test_cached_keys_follow_the_content_not_the_array():
+    rng = np.random.default_rng(1)
+    x, y = random_example(rng)
+    (first,) = example_keys([(x, y)])
+    x[0, 0] = 9 if x[0, 0] != 9 else 8  # the same array object, now another example
+    (second,) = example_keys([(x, y)])
+    assert first != second and second == canonical_key(x, y)

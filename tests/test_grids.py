@@ -35,6 +35,8 @@ def test_round_trip(tmp_path):
         ([[1, 1.5]], "not an integer"),
         ([[1, "2"]], "not an integer"),
         ([[True]], "not an integer"),
+        ([[1, 2], [True, 3]], "cell (1, 0) is True"),  # a bool beside ints, which numpy would take for 1
+        ([[1, 2], [3, 4.0]], "not an integer"),
         ([[0] * 31], "larger than 30x30"),
         ([[0]] * 31, "larger than 30x30"),
         ("abc", "non-empty list"),

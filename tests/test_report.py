@@ -2,13 +2,12 @@
 inputs, cached rebuilds, the `report` command; and the bench command."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from arclib.__main__ import main as arclib_main
 from arclib.data.generate import DATA_DIR, load_examples
 from arclib.data.split import heldout_slice, task_split
 from arclib.evaluation import report as rp
@@ -16,8 +15,6 @@ from arclib.evaluation.cli import Problem
 from arclib.models import ABLATION_ARMS, MODEL_NAMES
 from arclib.training.checkpoints import AtomicCheckpointIO
 from arclib.training.module import ArcLitModule
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def save(path: Path, model_name: str = "exp_0_encoder_decoder", epoch: int = 1) -> None:
@@ -239,23 +236,20 @@ def test_report_command_errors(tmp_path, capsys):
     assert not (tmp_path / "checkpoints" / "ablation_results.json").exists()
 
 
-def test_report_subcommand_is_registered():
-    out = subprocess.run(
-        [sys.executable, "-m", "arclib", "report", "--help"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0 and "rebuild" in out.stdout.lower() and "--per-task" in out.stdout
+def test_report_subcommand_is_registered(capsys):
+    assert arclib_main(["report", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "rebuild" in out.lower() and "--per-task" in out
 
 
-def test_bench_quick_prints_the_table(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "arclib", "bench", "--quick", "--profile", "smoke", "--experiments", "exp_0_encoder_decoder",
-         "exp_3_champion", "--out", str(tmp_path / "bench.json")],
-        cwd=ROOT, capture_output=True, text=True,
+def test_bench_quick_prints_the_table(tmp_path, capsys):
+    code = arclib_main(
+        ["bench", "--quick", "--profile", "smoke", "--experiments", "exp_0_encoder_decoder", "exp_3_champion",
+         "--out", str(tmp_path / "bench.json")]
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert (
-        "device: CPU" in out.stdout and "float32 matmul peak" in out.stdout and "exp_3_champion" in out.stdout
-    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "device: CPU" in out and "float32 matmul peak" in out and "exp_3_champion" in out
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     for row in rows:
         assert (

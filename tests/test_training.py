@@ -1,6 +1,8 @@
 """Training: the Trial 69 recipe, CLI and notebook paths, resume, DDP, crash safety, determinism, bad input."""
 
+import contextlib
 import csv
+import io
 import math
 import os
 import signal
@@ -14,6 +16,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from arclib.__main__ import main
 from arclib.models import MODEL_NAMES
 from arclib.training import load_checkpoint, load_experiment
 from arclib.training.callbacks import AppendingCSVLogger
@@ -23,17 +26,28 @@ from arclib.training.precision import resolve_precision
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, popen=None):
-    cmd = [
-        sys.executable, "-m", "arclib", "fit",
-        "--config", f"configs/{experiment}.yaml", "--config", "configs/profiles/smoke.yaml",
+def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, process=False, popen=None):
+    """`python -m arclib fit` on the smoke profile: in this process (the same `main`, without paying for a new
+    interpreter and its imports), or in a real process with `process=True` (`popen`: started, not awaited)."""
+    args = [
+        "fit", "--config", f"configs/{experiment}.yaml", "--config", "configs/profiles/smoke.yaml",
         "--output_root", str(tmp_path), "--trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
     if popen is not None:
         return subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
-        )
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            [sys.executable, "-m", "arclib", *args], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, **popen,
+        )  # fmt: skip
+    if process:
+        out = subprocess.run([sys.executable, "-m", "arclib", *args], cwd=ROOT, capture_output=True, text=True)
+    else:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(args)
+            except SystemExit as e:
+                code = e.code
+        out = subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
     if check:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
@@ -143,7 +157,7 @@ def test_kill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path):
     killed_at = load_checkpoint(ckpt_dir / "last.ckpt")
     assert killed_at["global_step"] % steps_per_epoch != 0  # the kill came mid-epoch
     epoch_ckpt = next(n for n in saved if "epoch=00" in n)
-    out = fit_cli(killed_root, "exp_0_encoder_decoder", *args, "--ckpt_path", "last")
+    out = fit_cli(killed_root, "exp_0_encoder_decoder", *args, "--ckpt_path", "last", process=True)
     assert "Restoring states from the checkpoint" in out.stdout + out.stderr
     fit_cli(whole_root, "exp_0_encoder_decoder", *args)
 
@@ -162,7 +176,7 @@ def test_kill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path):
 def test_two_process_ddp_on_cpu(tmp_path):
     out = fit_cli(
         tmp_path, "exp_2_perminv", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
-        "--trainer.max_epochs=1",
+        "--trainer.max_epochs=1", process=True,  # DDP launches its workers by re-running the command line
     )  # fmt: skip
     assert "distributed_backend=gloo" in out.stdout + out.stderr
     assert (tmp_path / "checkpoints/exp_2_perminv/seed_307/last.ckpt").exists()

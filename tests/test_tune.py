@@ -251,8 +251,7 @@ def test_sigkill_then_resume_loses_no_finished_trial(tmp_path):
     before = {t.number: (t.params, t.value) for t in load("k", tmp_path).get_trials(states=FINISHED)}
     assert before
 
-    resumed = subprocess.run(tune_cli(tmp_path, "k", 3), cwd=ROOT, env=ENV, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert main(tune_cli(tmp_path, "k", 3)[4:]) == 0  # resumed in this process
     after = load("k", tmp_path).get_trials(states=FINISHED)
     assert len(after) == 3
     assert {t.number: (t.params, t.value) for t in after if t.number in before} == before
@@ -267,12 +266,9 @@ def test_two_processes_share_one_study(tmp_path):
     # the second starts once the first has begun a trial, so that it seeds its sampler differently
     while first.poll() is None and not (study_paths("par", tmp_path)["trials"] / "trial_0").exists():
         time.sleep(0.3)
-    second = subprocess.Popen(
-        tune_cli(tmp_path, "par", 4), cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True
-    )
-    for process in (first, second):
-        _, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err[-3000:]
+    assert main(tune_cli(tmp_path, "par", 4)[4:]) == 0  # the second process is this one
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
     finished = load("par", tmp_path).get_trials(states=FINISHED)
     assert 4 <= len(finished) <= 5  # the second process may finish the trial it had begun
     assert len({t.user_attrs["process"] for t in finished}) == 2

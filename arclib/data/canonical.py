@@ -31,5 +31,17 @@ def canonical_key(x: np.ndarray, y: np.ndarray) -> bytes:
     return min(_relabelled(t.grid(x), t.grid(y)) for t in _DIHEDRAL)
 
 
+# Every training run, data check and report computes the keys of the same few thousand examples; the cache
+# makes that a one-time cost per process (notebooks and test workers train many runs in one process).
+_KEYS: dict[bytes, bytes] = {}
+
+
 def example_keys(examples) -> list[bytes]:
-    return [canonical_key(x, y) for x, y in examples]
+    out = []
+    for x, y in examples:
+        x, y = np.asarray(x, dtype=np.int8), np.asarray(y, dtype=np.int8)
+        content = bytes([*x.shape, *y.shape]) + x.tobytes() + y.tobytes()
+        if content not in _KEYS:
+            _KEYS[content] = canonical_key(x, y)
+        out.append(_KEYS[content])
+    return out

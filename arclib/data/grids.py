@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import reprlib
@@ -29,6 +30,9 @@ class GridError(ValueError):
 
 def as_grid(value, where: str = "grid") -> Grid:
     """Validate a nested list (or array) as an ARC grid: non-empty, rectangular, 1..30 per side, ints 0..9."""
+    fast = _as_grid_fast(value)
+    if fast is not None:
+        return fast
     if isinstance(value, np.ndarray):
         rows = value.tolist()
     else:
@@ -54,6 +58,22 @@ def as_grid(value, where: str = "grid") -> Grid:
             if not 0 <= v < N_COLOURS:
                 raise GridError(f"{where}: cell ({i}, {j}) has colour {v}, outside 0..9")
     return np.asarray(rows, dtype=np.int8)
+
+
+def _as_grid_fast(value) -> Grid | None:
+    """The grid if `value` is plainly valid (rows of Python ints, as JSON gives), else None: the slow checks
+    then find and name the problem. Loading the data spends most of its time here."""
+    if not (isinstance(value, list) and value and all(type(r) is list for r in value)):
+        return None
+    if set(map(type, itertools.chain.from_iterable(value))) != {int}:  # bools and floats take the slow path
+        return None
+    width = len(value[0])
+    if not (0 < width <= MAX_SIDE and len(value) <= MAX_SIDE and all(len(r) == width for r in value)):
+        return None
+    grid = np.array(value)
+    if grid.min() < 0 or grid.max() >= N_COLOURS:
+        return None
+    return grid.astype(np.int8)
 
 
 def grid_to_list(grid: Grid) -> list[list[int]]:
