@@ -39,7 +39,9 @@ def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, process=F
             stderr=subprocess.STDOUT, text=True, **popen,
         )  # fmt: skip
     if process:
-        out = subprocess.run([sys.executable, "-m", "arclib", *args], cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "arclib", *args], cwd=ROOT, capture_output=True, text=True
+        )
     else:
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
