@@ -39,7 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-NOTEBOOKS = ("03_exp_-1_decoder_only.ipynb", "07_exp_3_champion.ipynb", "08_analysis.ipynb")
+NOTEBOOKS = ("03_exp_-1_decoder_only.ipynb", "08_analysis.ipynb")
 
 
 def start_lab(tmp_path_factory, extra_env: dict[str, str]):
@@ -170,20 +170,19 @@ def shoot_outputs(page, name: str) -> None:
         images.nth(k).screenshot(path=str(ARTIFACTS / f"{name}_picture_{k}.png"))
 
 
-@pytest.mark.parametrize("notebook", ["03_exp_-1_decoder_only.ipynb", "07_exp_3_champion.ipynb"])
-def test_training_notebook_runs_quietly_and_draws_live_curves(lab, page, notebook):
+def test_training_notebook_runs_quietly_and_draws_live_curves(lab, page):
+    # One training notebook: 04-07 are the same cells on other configs, and nbval runs each of them.
     try:
-        run_all(page, lab, notebook)
+        run_all(page, lab, "03_exp_-1_decoder_only.ipynb")
         wait_until_done(page)
         page.locator(".arclib-live-plot img").first.wait_for()
         assert page.locator(".jp-OutputArea-output img").count() >= 3  # live curves + two galleries
         assert "epoch 2/2" in page.locator(".arclib-progress").first.inner_text()  # the one-line status
         assert "best checkpoint" in outputs_text(page)  # the run's summary table
         assert_no_stderr(page)
-        if notebook.startswith("03"):
-            shoot_outputs(page, "notebook_03")
+        shoot_outputs(page, "notebook_03")
     except Exception:
-        shot(page, f"{notebook[:2]}_failure")
+        shot(page, "03_failure")
         raise
 
 

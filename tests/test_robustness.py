@@ -114,6 +114,7 @@ def test_divergence_command_exits_nonzero_and_saves_no_nan_checkpoint(tmp_path):
         sys.executable, "-m", "arclib", "fit", "--config", f"configs/{EXPERIMENT}.yaml",
         "--config", "configs/profiles/smoke.yaml", "--output-root", str(tmp_path),
         "--trainer.enable_progress_bar=false", "--model.lr", "1e6", "--data.batch_size", "64",
+        "--model.generate_per_task=0",
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
