@@ -2,6 +2,7 @@
 one study, a best-trial config that `fit` accepts, and bad input."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -287,3 +288,32 @@ def test_a_diverging_trial_is_stopped_and_recorded(tmp_path, monkeypatch):
     (trial,) = study.get_trials()
     assert trial.state == TrialState.PRUNED and "non-finite training loss" in trial.user_attrs["diverged"]
     assert not list(Path(trial.user_attrs["output_dir"]).rglob("*.ckpt"))  # no weights saved from it
+
+
+def test_compare_retrains_the_recipe_and_the_best_trial_and_states_the_interval(
+    tmp_path, monkeypatch, capsys
+):
+    from arclib import ablation
+
+    def train_here(experiments, profile, root, extra, jobs, seed_list):  # seconds, not a process per run
+        ablation.train_here(experiments, profile, root, extra, seed_list)
+
+    monkeypatch.setattr(ablation, "train_experiments", train_here)
+    monkeypatch.setitem(ablation.EVAL_PER_TASK, "smoke", 1)
+    argv = ["--experiment", EXPERIMENT, "--trials", "2", "--profile", "smoke", "--study", "c"]
+    assert main([*argv, "--output-root", str(tmp_path), "--compare", "2", *FAST]) == 0
+    paths = study_paths("c", tmp_path)
+    result = json.loads((paths["compare"] / "comparison.json").read_text())
+    assert result["seeds"] == [307, 308] and result["queries"] == 14 * result["per_task"]
+    for metric in ("loss", "exact"):
+        diff = result["difference"][metric]
+        assert (diff["n_seeds"], diff["n_tasks"]) == (2, 14) and diff["low"] <= diff["estimate"] <= diff[
+            "high"
+        ]
+    # each arm trained with its own values: the best trial's config file reached the best arm's runs only
+    best = yaml.safe_load(paths["best"].read_text())
+    for arm, lr in (("best", best["model"]["lr"]), ("recipe", 0.0018498849832733245)):
+        for seed in (307, 308):
+            (config,) = (paths["compare"] / arm / "runs" / EXPERIMENT / f"seed_{seed}").rglob("config.yaml")
+            assert yaml.safe_load(config.read_text())["model"]["lr"] == lr
+    assert "| loss |" in capsys.readouterr().out and (paths["compare"] / "comparison.md").exists()

@@ -229,6 +229,7 @@ def study_paths(study: str, output_root: str | Path = REPO_ROOT) -> dict[str, Pa
         "storage": root / "runs" / "hpo" / f"{study}.db",
         "trials": root / "runs" / "hpo" / study,
         "best": root / "configs" / "hpo" / f"best_{study}.yaml",
+        "compare": root / "runs" / "hpo" / f"{study}_compare",  # --compare: the best trial against the recipe
     }
 
 
@@ -418,11 +419,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", default=str(SEARCH_SPACE), help="search-space YAML")
     parser.add_argument("--output-root", default=str(REPO_ROOT), help="folder for runs/hpo and configs/hpo")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under runs/hpo)")
+    parser.add_argument(
+        "--compare", type=int, default=0, metavar="SEEDS",
+        help="then train the recipe and the best trial with SEEDS seeds each and compare them on the report half",
+    )  # fmt: skip
     args, overrides = parser.parse_known_args(argv)
     if any(not o.startswith("--") for o in overrides):
         parser.error(f"unrecognised arguments {overrides}; fit options are given as --key=value")
+    if args.compare < 0:
+        parser.error(f"--compare must be 0 (no comparison) or a number of seeds, got {args.compare}")
     try:
-        run_study(
+        study = run_study(
             args.experiment,
             args.trials,
             args.profile,
@@ -434,4 +441,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     except TuneError as e:
         parser.error(str(e))
+    if args.compare:
+        from arclib.training.study_compare import compare_with_recipe
+
+        paths = study_paths(study.study_name, args.output_root)
+        if not paths["best"].exists():
+            parser.error(f"--compare: study {study.study_name} has no completed trial, so no best config")
+        compare_with_recipe(
+            args.experiment, args.profile, paths["best"], paths["compare"], args.compare, tuple(overrides)
+        )
     return 0

@@ -1,0 +1,128 @@
+"""A study's best trial against the recipe (Trial 69), retrained over several seeds and read on the report half.
+
+    python -m arclib tune --experiment exp_3_champion --trials 16 --profile cpu --compare 3
+
+The study chose its best trial on one seed and on the held-out *select* half, so its objective flatters it. Here
+both configurations train again with seeds 307, 308, ... (the same episodes per seed for both), and each run's
+best checkpoint (selected on the select half, as in the study) is scored on the *report* half by free generation.
+The difference best - recipe gets the paired interval over seeds and tasks of the ablation report
+(`arclib.evaluation.statistics`). Runs go under runs/hpo/<study>_compare/{recipe,best}/; the table is written
+beside them as comparison.{json,md}.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from arclib import ablation
+from arclib.evaluation import report as rp
+from arclib.evaluation.statistics import arm_interval, paired_difference, wilson_interval
+from arclib.fileio import atomic_write_text
+
+METRICS = ("loss", "exact")
+
+
+def _heldout_scores(checkpoints: Path, experiment: str, problems: list, per_task: int) -> dict[int, dict]:
+    """{seed: {task: metrics}} of each run's best checkpoint (by heldout_loss) on the report half."""
+    runs, _, missing = rp.find_runs(checkpoints, "heldout_loss", experiments=(experiment,))
+    if missing or experiment not in runs:
+        raise RuntimeError(f"{checkpoints}: runs without a heldout_loss checkpoint: {missing}")
+    key = {
+        "version": rp.EVALUATION_VERSION,
+        "per_task": per_task,
+        "views": 1,
+        "episodes": rp.problems_digest({"heldout": problems}),
+    }
+    return {
+        seed: rp.evaluate_run(run, {"heldout": problems}, key)["heldout"]
+        for seed, run in runs[experiment].items()
+    }
+
+
+def compare_with_recipe(
+    experiment: str,
+    profile: str,
+    best_config: Path,
+    root: Path,
+    seeds: int,
+    overrides: tuple[str, ...] = (),
+    per_task: int | None = None,
+    jobs: int | None = None,
+) -> dict:
+    """Train the recipe and the best config for `seeds` seeds, score both on the report half, write and return
+    the comparison."""
+    seed_list = ablation.seeds(seeds)
+    per_task = per_task or ablation.EVAL_PER_TASK[profile]
+    jobs = jobs or ablation.default_jobs()
+    arms = {"recipe": [], "best": ["--config", str(best_config)]}
+    # Checkpoints selected on the study's objective; free generation while training would change nothing here.
+    fixed = ["--monitor=heldout_loss", "--model.generate_per_task=0"]
+    for name, extra in arms.items():
+        print(f"[compare] training {name} ({experiment}, {profile} profile), seeds {seed_list}", flush=True)
+        ablation.train_experiments(
+            [experiment], profile, root / name, [*overrides, *fixed, *extra], jobs, seed_list=seed_list
+        )
+    problems = rp.evaluation_problems(per_task)["heldout"]
+    scores = {
+        name: _heldout_scores(root / name / "checkpoints", experiment, problems, per_task) for name in arms
+    }
+    tasks = sorted(scores["recipe"][seed_list[0]])
+    result = {
+        "experiment": experiment,
+        "profile": profile,
+        "best_config": str(best_config),
+        "overrides": list(overrides),
+        "seeds": seed_list,
+        "per_task": per_task,
+        "queries": len(problems),
+        "arms": {},
+        "difference": {},
+    }
+    for metric in METRICS:
+        grids = {n: np.array([[scores[n][s][t][metric] for t in tasks] for s in seed_list]) for n in arms}
+        result["arms"][metric] = {n: arm_interval(g).as_dict() for n, g in grids.items()}
+        result["difference"][metric] = paired_difference(grids["recipe"], grids["best"]).as_dict()
+    result["exact_grids"] = {}
+    for name in arms:
+        cells = [scores[name][s][t] for s in seed_list for t in tasks]
+        k, n = sum(round(c["exact"] * c["n"]) for c in cells), sum(c["n"] for c in cells)
+        result["exact_grids"][name] = {"k": k, "n": n} | wilson_interval(k, n).as_dict()
+    atomic_write_text(root / "comparison.json", json.dumps(result, indent=1) + "\n")
+    markdown = format_comparison(result)
+    atomic_write_text(root / "comparison.md", markdown + "\n")
+    print(markdown)
+    return result
+
+
+def _interval(d: dict) -> str:
+    return f"{d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
+
+
+def format_comparison(result: dict) -> str:
+    lines = [
+        f"Best trial against the recipe: {result['experiment']}, {result['profile']} profile, seeds "
+        f"{result['seeds']}, held-out report half ({result['queries']} queries, per-task means; 95% intervals "
+        "over seeds and tasks)",
+        "",
+        "| metric | recipe (Trial 69) | best trial | best - recipe | p |",
+        "|---|---|---|---|---|",
+    ]
+    for metric in METRICS:
+        arms, diff = result["arms"][metric], result["difference"][metric]
+        lines.append(
+            f"| {metric} | {_interval(arms['recipe'])} | {_interval(arms['best'])} | {_interval(diff)} "
+            f"| {diff['p_value']:.3g} |"
+        )
+    grids = result["exact_grids"]
+    lines += ["", "Exact grids: " + ", ".join(f"{n} {g['k']}/{g['n']}" for n, g in grids.items()) + "."]
+    return "\n".join(lines + [f"On loss: {verdict(result['difference']['loss'])}"])
+
+
+def verdict(loss_difference: dict) -> str:
+    """In words, for best - recipe of a loss (lower is better)."""
+    if loss_difference["low"] <= 0 <= loss_difference["high"]:
+        return "no detectable difference (the interval covers 0)."
+    return "the best trial is better." if loss_difference["estimate"] < 0 else "the recipe is better."
