@@ -154,7 +154,7 @@ def _time_to_accuracy(parser, args) -> int:
     result = run_time_to_accuracy(
         args.experiment,
         args.minutes,
-        [307 + k for k in range(args.seeds)],
+        [args.first_seed + k for k in range(args.seeds)],
         args.every,
         args.per_task,
         args.profile,
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     tta.add_argument("--time-to-accuracy", action="store_true", help="train one arm, score every few minutes")
     tta.add_argument("--experiment", default="exp_3_champion", choices=ABLATION_ARMS)
     tta.add_argument("--minutes", type=float, default=30.0, help="training minutes per seed (default 30)")
-    tta.add_argument("--seeds", type=int, default=1, help="seeds 307, 308, ... (default 1)")
+    tta.add_argument("--seeds", type=int, default=1, help="how many seeds (default 1)")
+    tta.add_argument("--first-seed", type=int, default=307, help="seeds FIRST, FIRST+1, ... (default 307)")
     tta.add_argument("--every", type=float, default=3.0, help="minutes of training between scorings")
     tta.add_argument("--per-task", type=int, default=10, help="report-half episodes per task (default 10)")
     tta.add_argument("--out-dir", default=None, help="default checkpoints/time_to_accuracy/<experiment>")
