@@ -649,3 +649,6 @@ def test_model_table_lists_sizes_and_the_ratio_to_the_champion():
     champion = next(line for line in table.splitlines() if line.startswith("| exp_3_champion | matched"))
     assert champion.endswith("| 1.000 |") and "1 encoder + 3 decoder" in champion
     assert "| exp_-1_decoder_only | seed | 128 |" in table
+    assert (
+        "| exp_2_perminv_dff640 | matched | 160 | 4 | 1 encoder + 3 decoder | 640 |" in table
+    )  # the control

@@ -76,12 +76,12 @@ LAYER_FIELDS = {"n_enc_layers": "encoder", "n_dec_layers": "decoder", "n_layers"
 def model_table() -> str:
     """Markdown: every non-tiny preset's sizes (d_model, heads, layers, d_ff), parameters and ratio to the
     matched champion's parameter count."""
-    from arclib.models import CHAMPION, MODEL_NAMES, build_model, count_parameters, presets
+    from arclib.models import ABLATION_ARMS, CHAMPION, build_model, count_parameters, presets
 
     champion = count_parameters(build_model(CHAMPION))
     lines = ["| model | preset | d_model | heads | layers | d_ff | parameters | ratio to champion |",
              "|---|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
-    for name in MODEL_NAMES:
+    for name in ABLATION_ARMS:
         for preset in presets(name):
             if preset == "tiny":
                 continue
