@@ -186,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     tta.add_argument("--first-seed", type=int, default=307, help="seeds FIRST, FIRST+1, ... (default 307)")
     tta.add_argument("--every", type=float, default=3.0, help="minutes of training between scorings")
     tta.add_argument("--per-task", type=int, default=10, help="report-half episodes per task (default 10)")
-    tta.add_argument("--out-dir", default=None, help="default checkpoints/time_to_accuracy/<experiment>")
+    tta.add_argument(
+        "--out-dir",
+        default=None,
+        help="default checkpoints/time_to_accuracy/<experiment>/seed_<first>[-<last>]",
+    )
     tta.add_argument(
         "overrides", nargs="*", help="extra config overrides, e.g. --data.batch_size=8 (after --)"
     )

@@ -109,7 +109,8 @@ def good_checkpoint(**hparams) -> dict:
 
 
 def test_divergence_command_exits_nonzero_and_saves_no_nan_checkpoint(tmp_path):
-    """The issue's command: one batch per epoch at lr 1e6; the weights explode at the last step of an epoch."""
+    """The issue's command (without free generation, which plays no part): one batch per epoch at lr 1e6; the
+    weights explode at the last step of an epoch."""
     cmd = [
         sys.executable, "-m", "arclib", "fit", "--config", f"configs/{EXPERIMENT}.yaml",
         "--config", "configs/profiles/smoke.yaml", "--output-root", str(tmp_path),

@@ -30,7 +30,7 @@ def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, process=F
     """`python -m arclib fit` on the smoke profile: in this process (the same `main`, without paying for a new
     interpreter and its imports), or in a real process with `process=True` (`popen`: started, not awaited)."""
     args = [
-        "fit", "--config", f"configs/{experiment}.yaml", "--config", "configs/profiles/smoke.yaml",
+        "fit", "--config", str(ROOT / f"configs/{experiment}.yaml"), "--config", str(ROOT / "configs/profiles/smoke.yaml"),
         "--output_root", str(tmp_path), "--trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
     if popen is not None:
@@ -47,8 +47,8 @@ def fit_cli(tmp_path, experiment="exp_3_champion", *extra, check=True, process=F
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
                 code = main(args)
-            except SystemExit as e:
-                code = e.code
+            except SystemExit as e:  # argparse and LightningCLI exit on bad input
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         out = subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
     if check:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

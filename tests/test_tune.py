@@ -2,7 +2,6 @@
 one study, a best-trial config that `fit` accepts, and bad input."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -261,15 +260,13 @@ def test_sigkill_then_resume_loses_no_finished_trial(tmp_path):
 
 
 def test_two_processes_share_one_study(tmp_path):
-    first = subprocess.Popen(
-        tune_cli(tmp_path, "par", 4), cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True
-    )
+    log = open(tmp_path / "first.log", "w+")  # a file, not a pipe: nobody reads it while this process works
+    first = subprocess.Popen(tune_cli(tmp_path, "par", 4), cwd=ROOT, env=ENV, stderr=log, text=True)
     # the second starts once the first has begun a trial, so that it seeds its sampler differently
     while first.poll() is None and not (study_paths("par", tmp_path)["trials"] / "trial_0").exists():
         time.sleep(0.3)
     assert main(tune_cli(tmp_path, "par", 4)[4:]) == 0  # the second process is this one
-    _, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err[-3000:]
+    assert first.wait(timeout=600) == 0, (log.seek(0), log.read()[-3000:])[1]
     finished = load("par", tmp_path).get_trials(states=FINISHED)
     assert 4 <= len(finished) <= 5  # the second process may finish the trial it had begun
     assert len({t.user_attrs["process"] for t in finished}) == 2
@@ -294,26 +291,40 @@ def test_compare_retrains_the_recipe_and_the_best_trial_and_states_the_interval(
     tmp_path, monkeypatch, capsys
 ):
     from arclib import ablation
+    from arclib.training.study_compare import compare_with_recipe
 
     def train_here(experiments, profile, root, extra, jobs, seed_list):  # seconds, not a process per run
         ablation.train_here(experiments, profile, root, extra, seed_list)
 
     monkeypatch.setattr(ablation, "train_experiments", train_here)
-    monkeypatch.setitem(ablation.EVAL_PER_TASK, "smoke", 1)
-    argv = ["--experiment", EXPERIMENT, "--trials", "2", "--profile", "smoke", "--study", "c"]
-    assert main([*argv, "--output-root", str(tmp_path), "--compare", "2", *FAST]) == 0
-    paths = study_paths("c", tmp_path)
-    result = json.loads((paths["compare"] / "comparison.json").read_text())
-    assert result["seeds"] == [307, 308] and result["queries"] == 14 * result["per_task"]
+    best_config = tmp_path / "best.yaml"
+    best_config.write_text("model:\n  lr: 0.01\n")
+    root = tmp_path / "compare"
+    (root / "best_trial_4" / "checkpoints" / EXPERIMENT / "seed_307").mkdir(parents=True)
+    stale = root / "best_trial_4" / "checkpoints" / EXPERIMENT / "seed_307" / "x-heldout_loss=0.0001.ckpt"
+    stale.write_bytes(b"an earlier comparison's")  # must not be picked (nor read)
+    result = compare_with_recipe(EXPERIMENT, "smoke", 4, best_config, root, 2, FAST, per_task=1)
+    assert result["seeds"] == [307, 308] and result["queries"] == 14 and not stale.exists()
     for metric in ("loss", "exact"):
-        diff = result["difference"][metric]
+        diff, arms = result["difference"][metric], result["arms"][metric]
         assert (diff["n_seeds"], diff["n_tasks"]) == (2, 14) and diff["low"] <= diff["estimate"] <= diff[
             "high"
         ]
-    # each arm trained with its own values: the best trial's config file reached the best arm's runs only
-    best = yaml.safe_load(paths["best"].read_text())
-    for arm, lr in (("best", best["model"]["lr"]), ("recipe", 0.0018498849832733245)):
+        assert diff["estimate"] == pytest.approx(arms["best"]["estimate"] - arms["recipe"]["estimate"])
+    assert result["difference"]["loss"]["estimate"] != 0  # the arms really trained differently
+    for folder, lr in (("best_trial_4", 0.01), ("recipe", 0.0018498849832733245)):
         for seed in (307, 308):
-            (config,) = (paths["compare"] / arm / "runs" / EXPERIMENT / f"seed_{seed}").rglob("config.yaml")
+            (config,) = (root / folder / "runs" / EXPERIMENT / f"seed_{seed}").rglob("config.yaml")
             assert yaml.safe_load(config.read_text())["model"]["lr"] == lr
-    assert "| loss |" in capsys.readouterr().out and (paths["compare"] / "comparison.md").exists()
+    assert "| loss |" in capsys.readouterr().out and (root / "comparison.md").exists()
+
+
+@pytest.mark.parametrize(
+    "low, estimate, high, words",
+    [(-0.3, -0.2, -0.1, "best trial is better"), (0.1, 0.2, 0.3, "recipe is better"),
+     (-0.1, 0.05, 0.2, "no detectable difference"), (0.0, 0.1, 0.2, "no detectable difference")],
+)  # fmt: skip
+def test_the_verdict_reads_a_loss_difference_best_minus_recipe(low, estimate, high, words):
+    from arclib.training.study_compare import verdict
+
+    assert words in verdict({"low": low, "estimate": estimate, "high": high})

@@ -3,16 +3,18 @@
     python -m arclib tune --experiment exp_3_champion --trials 16 --profile cpu --compare 3
 
 The study chose its best trial on one seed and on the held-out *select* half, so its objective flatters it. Here
-both configurations train again with seeds 307, 308, ... (the same episodes per seed for both), and each run's
-best checkpoint (selected on the select half, as in the study) is scored on the *report* half by free generation.
-The difference best - recipe gets the paired interval over seeds and tasks of the ablation report
-(`arclib.evaluation.statistics`). Runs go under runs/hpo/<study>_compare/{recipe,best}/; the table is written
-beside them as comparison.{json,md}.
+both configurations train again with seeds 307, 308, ... (a seed draws the same episodes for both; a tuned batch
+size groups them differently), and each run's best checkpoint (selected on the select half, as in the study) is
+scored on the *report* half by free generation. The difference best - recipe gets the paired interval over seeds
+and tasks of the ablation report (`arclib.evaluation.statistics`). Runs go under
+runs/hpo/<study>_compare/{recipe,best_trial_<n>}/ (retrained from scratch when the comparison runs again); the
+table is written beside them as comparison.{json,md}.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,26 +27,27 @@ from arclib.fileio import atomic_write_text
 METRICS = ("loss", "exact")
 
 
-def _heldout_scores(checkpoints: Path, experiment: str, problems: list, per_task: int) -> dict[int, dict]:
+def _heldout_scores(
+    checkpoints: Path, experiment: str, seeds: list[int], problems: list, per_task: int
+) -> dict[int, dict]:
     """{seed: {task: metrics}} of each run's best checkpoint (by heldout_loss) on the report half."""
     runs, _, missing = rp.find_runs(checkpoints, "heldout_loss", experiments=(experiment,))
-    if missing or experiment not in runs:
-        raise RuntimeError(f"{checkpoints}: runs without a heldout_loss checkpoint: {missing}")
+    found = runs.get(experiment, {})
+    if any(seed not in found for seed in seeds):
+        raise rp.ReportError(f"{checkpoints}: runs without a heldout_loss checkpoint: {missing}")
     key = {
         "version": rp.EVALUATION_VERSION,
         "per_task": per_task,
         "views": 1,
         "episodes": rp.problems_digest({"heldout": problems}),
     }
-    return {
-        seed: rp.evaluate_run(run, {"heldout": problems}, key)["heldout"]
-        for seed, run in runs[experiment].items()
-    }
+    return {seed: rp.evaluate_run(found[seed], {"heldout": problems}, key)["heldout"] for seed in seeds}
 
 
 def compare_with_recipe(
     experiment: str,
     profile: str,
+    best_trial: int,
     best_config: Path,
     root: Path,
     seeds: int,
@@ -57,22 +60,26 @@ def compare_with_recipe(
     seed_list = ablation.seeds(seeds)
     per_task = per_task or ablation.EVAL_PER_TASK[profile]
     jobs = jobs or ablation.default_jobs()
-    arms = {"recipe": [], "best": ["--config", str(best_config)]}
+    folders = {"recipe": root / "recipe", "best": root / f"best_trial_{best_trial}"}
+    extras = {"recipe": [], "best": ["--config", str(best_config)]}
     # Checkpoints selected on the study's objective; free generation while training would change nothing here.
     fixed = ["--monitor=heldout_loss", "--model.generate_per_task=0"]
-    for name, extra in arms.items():
+    for name, folder in folders.items():
         print(f"[compare] training {name} ({experiment}, {profile} profile), seeds {seed_list}", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)  # no checkpoint of an earlier comparison may be picked
         ablation.train_experiments(
-            [experiment], profile, root / name, [*overrides, *fixed, *extra], jobs, seed_list=seed_list
+            [experiment], profile, folder, [*overrides, *fixed, *extras[name]], jobs, seed_list=seed_list
         )
     problems = rp.evaluation_problems(per_task)["heldout"]
     scores = {
-        name: _heldout_scores(root / name / "checkpoints", experiment, problems, per_task) for name in arms
+        name: _heldout_scores(folder / "checkpoints", experiment, seed_list, problems, per_task)
+        for name, folder in folders.items()
     }
     tasks = sorted(scores["recipe"][seed_list[0]])
     result = {
         "experiment": experiment,
         "profile": profile,
+        "best_trial": best_trial,
         "best_config": str(best_config),
         "overrides": list(overrides),
         "seeds": seed_list,
@@ -80,13 +87,13 @@ def compare_with_recipe(
         "queries": len(problems),
         "arms": {},
         "difference": {},
+        "exact_grids": {},
     }
     for metric in METRICS:
-        grids = {n: np.array([[scores[n][s][t][metric] for t in tasks] for s in seed_list]) for n in arms}
+        grids = {n: np.array([[scores[n][s][t][metric] for t in tasks] for s in seed_list]) for n in scores}
         result["arms"][metric] = {n: arm_interval(g).as_dict() for n, g in grids.items()}
         result["difference"][metric] = paired_difference(grids["recipe"], grids["best"]).as_dict()
-    result["exact_grids"] = {}
-    for name in arms:
+    for name in scores:
         cells = [scores[name][s][t] for s in seed_list for t in tasks]
         k, n = sum(round(c["exact"] * c["n"]) for c in cells), sum(c["n"] for c in cells)
         result["exact_grids"][name] = {"k": k, "n": n} | wilson_interval(k, n).as_dict()
@@ -103,7 +110,8 @@ def _interval(d: dict) -> str:
 
 def format_comparison(result: dict) -> str:
     lines = [
-        f"Best trial against the recipe: {result['experiment']}, {result['profile']} profile, seeds "
+        f"Best trial (trial {result['best_trial']}) against the recipe: {result['experiment']}, "
+        f"{result['profile']} profile, seeds "
         f"{result['seeds']}, held-out report half ({result['queries']} queries, per-task means; 95% intervals "
         "over seeds and tasks)",
         "",

@@ -111,7 +111,8 @@ def run_time_to_accuracy(
 ) -> dict:
     from arclib.training.cli import REPO_ROOT, load_experiment
 
-    out_dir = Path(out_dir or REPO_ROOT / "checkpoints" / "time_to_accuracy" / experiment)
+    seed_range = f"seed_{seeds[0]}" + (f"-{seeds[-1]}" if len(seeds) > 1 else "")  # a new seed adds a folder
+    out_dir = Path(out_dir or REPO_ROOT / "checkpoints" / "time_to_accuracy" / experiment / seed_range)
     runs = []
     for seed in seeds:
         exp = load_experiment(

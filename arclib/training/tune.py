@@ -22,6 +22,7 @@ import math
 import os
 import re
 import socket
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -442,12 +443,22 @@ def main(argv: list[str] | None = None) -> int:
     except TuneError as e:
         parser.error(str(e))
     if args.compare:
+        from arclib.ablation import AblationError
+        from arclib.evaluation.report import ReportError
         from arclib.training.study_compare import compare_with_recipe
 
-        paths = study_paths(study.study_name, args.output_root)
-        if not paths["best"].exists():
+        if not study.get_trials(states=(TrialState.COMPLETE,)):
             parser.error(f"--compare: study {study.study_name} has no completed trial, so no best config")
-        compare_with_recipe(
-            args.experiment, args.profile, paths["best"], paths["compare"], args.compare, tuple(overrides)
-        )
+        if study.best_trial.user_attrs.get("baseline"):
+            print(f"[compare] the best trial of {study.study_name} is the recipe itself: nothing to compare")
+            return 0
+        paths = study_paths(study.study_name, args.output_root)
+        try:
+            compare_with_recipe(
+                args.experiment, args.profile, study.best_trial.number, paths["best"], paths["compare"],
+                args.compare, tuple(overrides),
+            )  # fmt: skip
+        except (AblationError, ReportError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     return 0
