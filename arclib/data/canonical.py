@@ -40,7 +40,7 @@ def example_keys(examples) -> list[bytes]:
     out = []
     for x, y in examples:
         x, y = np.asarray(x, dtype=np.int8), np.asarray(y, dtype=np.int8)
-        content = bytes([*x.shape, *y.shape]) + x.tobytes() + y.tobytes()
+        content = bytes([x.ndim, *x.shape, y.ndim, *y.shape]) + x.tobytes() + y.tobytes()
         if content not in _KEYS:
             _KEYS[content] = canonical_key(x, y)
         out.append(_KEYS[content])

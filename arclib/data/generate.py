@@ -268,10 +268,10 @@ def check_data(data_dir: Path = DATA_DIR) -> DataCheck:
     return DataCheck(problems, figures)
 
 
-# Parsed files by (path, modification time, size): a notebook or a test worker trains many runs in one process,
+# Parsed files by (path, inode, modification and change times, size): a notebook or a test worker trains many runs in one process,
 # and parsing the same files again for each was most of a small run's start-up. The arrays are read-only, so a
 # caller cannot change what the next one reads.
-_LOADED: dict[tuple[str, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+_LOADED: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
 
 
 def load_examples(folder: str | Path, task_ids) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
@@ -283,7 +283,7 @@ def load_examples(folder: str | Path, task_ids) -> dict[str, list[tuple[np.ndarr
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing; run `python -m arclib data generate` (or `make data`)")
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        key = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
         if key not in _LOADED:
             pairs = load_task(path).train
             for grid in (g for pair in pairs for g in pair):
