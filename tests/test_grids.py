@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -90,3 +91,17 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
         save_task(Boom("x", []), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_loaded_examples_are_read_only_and_a_rewritten_file_is_read_again(tmp_path):
+    from arclib.data.generate import load_examples
+
+    path = write(tmp_path, GOOD, "t.json")
+    (x, _), *_ = load_examples(tmp_path, ["t"])["t"]
+    with pytest.raises(ValueError):
+        x[0, 0] = 5  # a caller cannot change what the next one reads from the cache
+    changed = json.loads(json.dumps(GOOD))
+    changed["train"][0]["input"] = [[7]]
+    path.write_text(json.dumps(changed))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert load_examples(tmp_path, ["t"])["t"][0][0].tolist() == [[7]]

@@ -267,6 +267,22 @@ def _grid(runs: dict, arm: str, seeds: list[int], set_name: str, tasks: list[str
     return np.array([[runs[arm][str(s)]["sets"][set_name][t][metric] for t in tasks] for s in seeds])
 
 
+def exact_grids(cells: list[dict], confidence: float = CONFIDENCE) -> dict:
+    """Exactly solved grids over (run, task) cells of metrics: k of n with a Wilson interval."""
+    k, n = sum(round(c["exact"] * c["n"]) for c in cells), sum(c["n"] for c in cells)
+    return {"k": k, "n": n} | wilson_interval(k, n, confidence).as_dict()
+
+
+def evaluation_key(problems: dict[str, list[Problem]], per_task: int | None, views: int) -> dict:
+    """What a cached evaluation must match to be reused (with the checkpoint file, added per run)."""
+    return {
+        "version": EVALUATION_VERSION,
+        "per_task": per_task,
+        "views": views,
+        "episodes": problems_digest(problems),
+    }
+
+
 def compute_statistics(runs: dict, confidence: float = CONFIDENCE) -> dict:
     """Arm intervals, exact-grid proportions, paired comparisons (Holm within each set and metric), per-task
     tables. `runs` is {arm: {seed (str): {"sets": {set: {task: metrics}}}}}."""
@@ -308,8 +324,7 @@ def compute_statistics(runs: dict, confidence: float = CONFIDENCE) -> dict:
             out["per_task"][set_name][metric] = task_rows
         for a in arms:
             cells = [runs[a][str(s)]["sets"][set_name][t] for s in seeds[a] for t in tasks]
-            k, n = sum(round(c["exact"] * c["n"]) for c in cells), sum(c["n"] for c in cells)
-            out["exact_grids"][set_name][a] = {"k": k, "n": n} | wilson_interval(k, n, confidence).as_dict()
+            out["exact_grids"][set_name][a] = exact_grids(cells, confidence)
     return out
 
 
@@ -377,12 +392,7 @@ def run_report(
     if not found:
         raise ReportError(f"{checkpoints_dir}: no runs to report ({'; '.join(missing.values())})")
     problems = evaluation_problems(per_task, data_dir)
-    key = {
-        "version": EVALUATION_VERSION,
-        "per_task": per_task,
-        "views": views,
-        "episodes": problems_digest(problems),
-    }
+    key = evaluation_key(problems, per_task, views)
     runs = {}
     for arm, by_seed in found.items():
         for seed, run in by_seed.items():

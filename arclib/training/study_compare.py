@@ -21,7 +21,7 @@ import numpy as np
 
 from arclib import ablation
 from arclib.evaluation import report as rp
-from arclib.evaluation.statistics import arm_interval, paired_difference, wilson_interval
+from arclib.evaluation.statistics import arm_interval, paired_difference
 from arclib.fileio import atomic_write_text
 
 METRICS = ("loss", "exact")
@@ -35,12 +35,7 @@ def _heldout_scores(
     found = runs.get(experiment, {})
     if any(seed not in found for seed in seeds):
         raise rp.ReportError(f"{checkpoints}: runs without a heldout_loss checkpoint: {missing}")
-    key = {
-        "version": rp.EVALUATION_VERSION,
-        "per_task": per_task,
-        "views": 1,
-        "episodes": rp.problems_digest({"heldout": problems}),
-    }
+    key = rp.evaluation_key({"heldout": problems}, per_task, views=1)
     return {seed: rp.evaluate_run(found[seed], {"heldout": problems}, key)["heldout"] for seed in seeds}
 
 
@@ -94,9 +89,7 @@ def compare_with_recipe(
         result["arms"][metric] = {n: arm_interval(g).as_dict() for n, g in grids.items()}
         result["difference"][metric] = paired_difference(grids["recipe"], grids["best"]).as_dict()
     for name in scores:
-        cells = [scores[name][s][t] for s in seed_list for t in tasks]
-        k, n = sum(round(c["exact"] * c["n"]) for c in cells), sum(c["n"] for c in cells)
-        result["exact_grids"][name] = {"k": k, "n": n} | wilson_interval(k, n).as_dict()
+        result["exact_grids"][name] = rp.exact_grids([scores[name][s][t] for s in seed_list for t in tasks])
     atomic_write_text(root / "comparison.json", json.dumps(result, indent=1) + "\n")
     markdown = format_comparison(result)
     atomic_write_text(root / "comparison.md", markdown + "\n")
