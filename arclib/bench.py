@@ -4,7 +4,7 @@
     python -m arclib bench --time-to-accuracy [--experiment NAME] [--minutes M] [--seeds S]
 
 Per experiment: steady-state training throughput (episodes/s, real tokens/s, after warm-up), achieved model
-FLOP/s (counted by torch's FlopCounterMode on one training step) beside this machine's measured fp32 matmul
+FLOP/s (counted by torch's FlopCounterMode over the measured steps, attention included) beside this machine's measured fp32 matmul
 FLOP/s, generation throughput (grids/s), the fraction of padded token slots per batch, and peak memory.
 With --time-to-accuracy: minutes of training to reach exact accuracy on held-out grids
 (arclib.training.time_to_accuracy).
@@ -22,7 +22,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 
 from arclib.data.tokens import PAD, Batch
 from arclib.evaluation.predict import predict_grids
@@ -30,6 +30,46 @@ from arclib.fileio import atomic_write_text
 from arclib.models import ABLATION_ARMS, count_parameters
 from arclib.training.cli import PROFILES, REPO_ROOT, load_experiment
 from arclib.training.precision import resolve_precision
+
+
+def attention_flops(query, key, is_causal=False, attn_mask=None) -> int:
+    """Model FLOPs of Q @ K^T and scores @ V for (B, H, Tq, Dh) queries: only the (query, key) pairs the mask
+    or causality lets attend, so padding keys, a causal mask's upper triangle and the champion's
+    block-diagonal encoder mask, which the kernel computes all the same, are not counted as useful work."""
+    b, h, t_q, d = query.shape
+    t_k = key.shape[2]
+    if attn_mask is not None:
+        allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > float("-inf")
+        pairs = int(allowed.expand(b, h, t_q, t_k).sum())
+    elif is_causal:
+        pairs = b * h * sum(min(i + 1 + t_k - t_q, t_k) for i in range(t_q))
+    else:
+        pairs = b * h * t_q * t_k
+    return 4 * pairs * d
+
+
+def _count_cpu_attention() -> None:
+    """Count the CPU attention kernel, which FlopCounterMode has no formula for (it has CUDA's only), so on CPU
+    attention counted 0 FLOPs. The backward counts twice the forward, as for a matmul."""
+    aten = torch.ops.aten
+    forward, backward = (
+        aten._scaled_dot_product_flash_attention_for_cpu,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward,
+    )
+
+    def forward_flops(query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, **kwargs):
+        return attention_flops(query, key, is_causal, attn_mask)
+
+    def backward_flops(grad, query, key, value, out, lse, dropout_p, is_causal, *, attn_mask=None, **kwargs):
+        return 2 * attention_flops(query, key, is_causal, attn_mask)
+
+    if forward not in flop_registry:
+        register_flop_formula(forward, get_raw=True)(forward_flops)
+    if backward not in flop_registry:
+        register_flop_formula(backward, get_raw=True)(backward_flops)
+
+
+_count_cpu_attention()
 
 
 def synchronize(device: torch.device) -> None:
@@ -98,16 +138,18 @@ def bench_experiment(
 
     for batch in batches[:warmup]:
         step(batch)
-    with FlopCounterMode(display=False) as counter:
-        step(batches[warmup])
-    flops_per_token = counter.get_total_flops() / real_tokens(batches[warmup])
+    measured = batches[warmup:]
+    with FlopCounterMode(display=False) as counter:  # every measured batch: attention grows with length
+        for batch in measured:
+            with autocast:
+                model.loss(model(batch), batch.tgt_out).backward()
+    optimizer.zero_grad(set_to_none=True)
     synchronize(device)
     start = time.perf_counter()
-    for batch in batches[warmup:]:
+    for batch in measured:
         step(batch)
     synchronize(device)
     seconds = time.perf_counter() - start
-    measured = batches[warmup:]
     n_episodes = sum(len(b) for b in measured)
     tokens = sum(real_tokens(b) for b in measured)
     episodes_gen = datamodule.generation_episodes("heldout", max(1, gen_episodes // 14))[:gen_episodes]
@@ -124,7 +166,7 @@ def bench_experiment(
         "seconds_per_step": seconds / len(measured),
         "epoch_minutes": seconds / len(measured) * len(datamodule.train_dataloader()) / 60,
         "precision": "bf16-mixed" if bf16 else "32-true",
-        "model_flops_per_s": flops_per_token * tokens / seconds,
+        "model_flops_per_s": counter.get_total_flops() / seconds,
         "padding_fraction": epoch_padding_fraction(datamodule),
         "generation_grids_per_s": len(episodes_gen) / gen_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
