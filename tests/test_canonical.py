@@ -54,3 +54,30 @@ def test_cached_keys_follow_the_content_not_the_array():
     x[0, 0] = 9 if x[0, 0] != 9 else 8  # the same array object, now another example
     (second,) = example_keys([(x, y)])
     assert first != second and second == canonical_key(x, y)
+
+
+def _reference_key(x: np.ndarray, y: np.ndarray) -> bytes:
+    """The definition, one transform at a time: relabel colours 1..9 by first appearance, keep the least."""
+    keys = []
+    for t in (Augmentation(dihedral=d) for d in range(8)):
+        tx, ty = t.grid(x), t.grid(y)
+        flat = np.concatenate([tx.ravel(), ty.ravel()])
+        labels = {0: 0}
+        for c in flat.tolist():
+            labels.setdefault(c, len(labels))
+        keys.append(bytes([*tx.shape, *ty.shape]) + bytes(labels[c] for c in flat.tolist()))
+    return min(keys)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_vectorised_key_equals_the_definition(seed):
+    """Non-square grids of different shapes, all-zero grids, a single cell, one to ten colours (ties in
+    first appearance cannot happen, but colours absent from one grid and from both do)."""
+    rng = np.random.default_rng(seed)
+    n_colours = int(rng.integers(1, 11))
+    palette = rng.choice(10, size=n_colours, replace=False)
+    x = rng.choice(palette, size=tuple(rng.integers(1, 8, size=2))).astype(np.int8)
+    y = rng.choice(palette, size=tuple(rng.integers(1, 8, size=2))).astype(np.int8)
+    if seed % 10 == 0:
+        y[:] = 0
+    assert canonical_key(x, y) == _reference_key(x, y)

@@ -14,21 +14,38 @@ import numpy as np
 from arclib.data.augment import Augmentation
 
 _DIHEDRAL = tuple(Augmentation(dihedral=d) for d in range(8))
+_COLOURS = np.arange(1, 10, dtype=np.int8)[None, :, None]  # (1, 9, 1)
+_VIEWS: dict[tuple[int, int], tuple[np.ndarray, list[bytes]]] = {}
 
 
-def _relabelled(x: np.ndarray, y: np.ndarray) -> bytes:
-    flat = np.concatenate([x.ravel(), y.ravel()])
-    colours, first = np.unique(flat[flat != 0], return_index=True)
-    mapping = np.zeros(10, dtype=np.int8)
-    mapping[colours[np.argsort(first)]] = np.arange(1, len(colours) + 1, dtype=np.int8)
-    return bytes([*x.shape, *y.shape]) + mapping[flat].tobytes()
+def _dihedral_views(shape: tuple[int, int]) -> tuple[np.ndarray, list[bytes]]:
+    """For an (h, w) grid: (8, h*w) indices into its flattened cells that flatten each dihedral transform, and
+    each transform's shape as bytes. Computed once per shape, by transforming a grid of cell indices."""
+    if shape not in _VIEWS:
+        cells = np.arange(shape[0] * shape[1]).reshape(shape)
+        views = [np.rot90(cells, t.dihedral % 4) for t in _DIHEDRAL]
+        views = [np.fliplr(v) if t.dihedral >= 4 else v for t, v in zip(_DIHEDRAL, views)]
+        _VIEWS[shape] = np.stack([v.ravel() for v in views]), [bytes(v.shape) for v in views]
+    return _VIEWS[shape]
 
 
 def canonical_key(x: np.ndarray, y: np.ndarray) -> bytes:
     """A key equal for two (input, output) examples iff one is the other up to a colour permutation fixing 0
-    and one of the 8 dihedral transforms (the same for both grids)."""
+    and one of the 8 dihedral transforms (the same for both grids).
+
+    Per transform: its shapes, then its cells (input then output, row-major) with colours 1..9 relabelled
+    1, 2, ... by first appearance; the key is the least of the 8. All 8 transforms are relabelled at once.
+    """
     x, y = np.asarray(x, dtype=np.int8), np.asarray(y, dtype=np.int8)
-    return min(_relabelled(t.grid(x), t.grid(y)) for t in _DIHEDRAL)
+    (x_index, x_shapes), (y_index, y_shapes) = _dihedral_views(x.shape), _dihedral_views(y.shape)
+    flat = np.concatenate([x.ravel()[x_index], y.ravel()[y_index]], axis=1)  # (8, n)
+    hit = flat[:, None, :] == _COLOURS  # (8, 9, n)
+    first = np.where(hit.any(2), hit.argmax(2), flat.shape[1])  # (8, 9) first cell of each colour
+    order = np.argsort(first, axis=1, kind="stable")  # colours by first appearance (absent: last, unused)
+    mapping = np.zeros((8, 10), dtype=np.int8)
+    np.put_along_axis(mapping, 1 + order, np.arange(1, 10, dtype=np.int8)[None], axis=1)
+    relabelled = np.take_along_axis(mapping, flat.astype(np.intp), axis=1)  # (8, n)
+    return min(xs + ys + row.tobytes() for xs, ys, row in zip(x_shapes, y_shapes, relabelled))
 
 
 # Every training run, data check and report computes the keys of the same few thousand examples; the cache
