@@ -29,11 +29,9 @@ ablation: verify data
 chromium:
 	.ci/ensure-chromium
 
-# Two workers, each taking whole files (a notebook's cells share one kernel) on one thread each. On a fresh
-# machine the chromium install runs while pip installs (one fetches Debian packages, the other wheels).
+# Two workers, each taking whole files (a notebook's cells share one kernel) on one thread each.
 TEST_WORKERS ?= 2
-test:
-	@.ci/ensure-chromium & chromium=$$!; $(MAKE) --no-print-directory setup; setup=$$?; wait $$chromium && exit $$setup
+test: setup chromium
 	OMP_NUM_THREADS=1 ARCLIB_SMOKE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks \
 		--nbval-lax --nbval-current-env --durations=15
 
