@@ -4,8 +4,9 @@
     python -m arclib bench --time-to-accuracy [--experiment NAME] [--minutes M] [--seeds S]
 
 Per experiment: steady-state training throughput (episodes/s, real tokens/s, after warm-up), achieved model
-FLOP/s (counted by torch's FlopCounterMode over the measured steps, attention included) beside this machine's measured fp32 matmul
-FLOP/s, generation throughput (grids/s), the fraction of padded token slots per batch, and peak memory.
+FLOP/s (counted by torch's FlopCounterMode over the measured steps, attention included) beside this machine's
+measured fp32 matmul FLOP/s, generation throughput (grids/s), the fraction of padded token slots per batch,
+and peak memory.
 With --time-to-accuracy: minutes of training to reach exact accuracy on held-out grids
 (arclib.training.time_to_accuracy).
 """

@@ -51,9 +51,13 @@ class Augmentation:
         """Whether height and width swap (odd rotations)."""
         return self.dihedral % 2 == 1
 
+    def move(self, a: np.ndarray) -> np.ndarray:
+        """The dihedral transform alone, of a 2D array of anything (a view)."""
+        out = np.rot90(a, self.dihedral % 4)
+        return np.fliplr(out) if self.dihedral >= 4 else out
+
     def grid(self, g: np.ndarray) -> np.ndarray:
-        out = np.rot90(np.asarray(self.colours, dtype=np.int8)[g], self.dihedral % 4)
-        return np.ascontiguousarray(np.fliplr(out) if self.dihedral >= 4 else out)
+        return np.ascontiguousarray(self.move(np.asarray(self.colours, dtype=np.int8)[g]))
 
     def invert_grid(self, g: np.ndarray) -> np.ndarray:
         out = np.fliplr(g) if self.dihedral >= 4 else g

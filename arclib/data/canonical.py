@@ -23,8 +23,7 @@ def _dihedral_views(shape: tuple[int, int]) -> tuple[np.ndarray, list[bytes]]:
     each transform's shape as bytes. Computed once per shape, by transforming a grid of cell indices."""
     if shape not in _VIEWS:
         cells = np.arange(shape[0] * shape[1]).reshape(shape)
-        views = [np.rot90(cells, t.dihedral % 4) for t in _DIHEDRAL]
-        views = [np.fliplr(v) if t.dihedral >= 4 else v for t, v in zip(_DIHEDRAL, views)]
+        views = [t.move(cells) for t in _DIHEDRAL]
         _VIEWS[shape] = np.stack([v.ravel() for v in views]), [bytes(v.shape) for v in views]
     return _VIEWS[shape]
 
