@@ -43,7 +43,7 @@ def attention_flops(query, key, is_causal=False, attn_mask=None) -> int:
         allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > float("-inf")
         pairs = int(allowed.expand(b, h, t_q, t_k).sum())
     elif is_causal:
-        pairs = b * h * sum(min(i + 1 + t_k - t_q, t_k) for i in range(t_q))
+        pairs = b * h * sum(min(i + 1, t_k) for i in range(t_q))  # SDPA's causal mask is aligned top-left
     else:
         pairs = b * h * t_q * t_k
     return 4 * pairs * d

@@ -69,15 +69,23 @@ def _reference_key(x: np.ndarray, y: np.ndarray) -> bytes:
     return min(keys)
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_vectorised_key_equals_the_definition(seed):
-    """Non-square grids of different shapes, all-zero grids, a single cell, one to ten colours (ties in
-    first appearance cannot happen, but colours absent from one grid and from both do)."""
-    rng = np.random.default_rng(seed)
-    n_colours = int(rng.integers(1, 11))
-    palette = rng.choice(10, size=n_colours, replace=False)
-    x = rng.choice(palette, size=tuple(rng.integers(1, 8, size=2))).astype(np.int8)
-    y = rng.choice(palette, size=tuple(rng.integers(1, 8, size=2))).astype(np.int8)
-    if seed % 10 == 0:
-        y[:] = 0
+HARD_CASES = [
+    (np.zeros((1, 1)), np.zeros((1, 1))),  # a single cell, no colour at all
+    (np.array([[5]]), np.zeros((2, 3))),  # a colour absent from the output
+    (np.arange(10).reshape(2, 5), np.arange(10)[::-1].reshape(5, 2)),  # all ten colours, shapes transposed
+    (np.full((3, 3), 7), np.full((3, 3), 7)),  # one colour everywhere: every transform gives the same key
+]
+
+
+@pytest.mark.parametrize("case", range(40 + len(HARD_CASES)))
+def test_vectorised_key_equals_the_definition(case):
+    """Random non-square grids of independent shapes with one to ten colours, then the hard cases."""
+    if case >= 40:
+        x, y = (g.astype(np.int8) for g in HARD_CASES[case - 40])
+    else:
+        rng = np.random.default_rng(case)
+        palette = rng.choice(10, size=int(rng.integers(1, 11)), replace=False)
+        x = rng.choice(palette, size=tuple(rng.integers(1, 8, size=2))).astype(np.int8)
+        y = rng.choice(palette, size=tuple(rng.integers(1, 8, size=2))).astype(np.int8)
     assert canonical_key(x, y) == _reference_key(x, y)
+
