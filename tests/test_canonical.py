@@ -88,4 +88,3 @@ def test_vectorised_key_equals_the_definition(case):
         x = rng.choice(palette, size=tuple(rng.integers(1, 8, size=2))).astype(np.int8)
         y = rng.choice(palette, size=tuple(rng.integers(1, 8, size=2))).astype(np.int8)
     assert canonical_key(x, y) == _reference_key(x, y)
-
