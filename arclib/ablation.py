@@ -6,8 +6,10 @@ A seed sets the model's initialisation and the episode sampling (`--seed_everyth
 follow it), so seed s gives every experiment the same episode stream and the arms pair seed by seed. Seeds are
 FIRST_SEED, FIRST_SEED + 1, ... Each run trains in its own process (`python -m arclib fit ...`), so one crash
 loses only that run; runs land in runs/<experiment>/seed_<seed>/ (its log: ablation_<profile>.log there) and
-checkpoints/<experiment>/seed_<seed>/. Wall times go to checkpoints/ablation_timing.json. Then
-`python -m arclib report` writes checkpoints/ablation_results.{json,md}, and the analysis notebook runs.
+checkpoints/<experiment>/seed_<seed>/. As each run finishes, its report evaluation (`python -m arclib report
+--evaluate-run`, log evaluation.log beside the run's) joins the queue and caches its scores beside the checkpoint.
+Wall times go to checkpoints/ablation_timing.json. Then `python -m arclib report` writes
+checkpoints/ablation_results.{json,md} from the cached scores, and the analysis notebook runs.
 
 Runs go `--jobs` at a time, each on cores // jobs threads. Small-batch CPU training uses a second thread
 poorly, so two single-threaded runs side by side finish sooner than two two-threaded runs in turn. Runs start
@@ -61,6 +63,17 @@ def run_log(output_root: Path, experiment: str, seed: int, profile: str) -> Path
     return output_root / "runs" / experiment / f"seed_{seed}" / f"ablation_{profile}.log"
 
 
+def _launch(cmd: list[str], log: Path, threads: int, gpus: str | None):
+    """Start `cmd` in the background on `threads` threads (and its GPUs, if any, as CUDA_VISIBLE_DEVICES)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        process = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+    return process, log, time.time()
+
+
 def _start(
     run: tuple[str, int],
     profile: str,
@@ -69,10 +82,9 @@ def _start(
     threads: int,
     gpus: str | None = None,
 ):
-    """Launch one `fit` in the background (its GPUs, if any, given as CUDA_VISIBLE_DEVICES)."""
+    """Launch one `fit` in the background."""
     experiment, seed = run
     log = run_log(output_root, experiment, seed, profile)
-    log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "arclib", "fit",
         "--config", str(CONFIG_DIR / f"{experiment}.yaml"),
@@ -80,19 +92,31 @@ def _start(
         "--output_root", str(output_root),
         "--seed_everything", str(seed),
         "--trainer.enable_progress_bar=false",
+        # The report scores every run by free generation on more queries; generating during training would
+        # repeat that on fewer queries, for curves only a live plot shows (measured: about 4 s per scoring for
+        # the champion on 2 threads).
+        "--model.generate_per_task=0",
         *extra,
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpus
         cmd += [f"--trainer.devices={len(gpus.split(','))}"]
     print(
         f"[ablation] {experiment} seed {seed}: training ({profile} profile, {threads} thread(s)), log {log}",
         flush=True,
     )
-    with open(log, "w") as f:
-        process = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
-    return process, log, time.time()
+    return _launch(cmd, log, threads, gpus)
+
+
+def _start_evaluation(run: tuple[str, int], output_root: Path, per_task: int, threads: int):
+    """Launch the report's evaluation of one trained run; it caches the scores the report then reuses."""
+    experiment, seed = run
+    log = run_log(output_root, experiment, seed, "cpu").with_name("evaluation.log")
+    cmd = [
+        sys.executable, "-m", "arclib", "report", "--output-root", str(output_root),
+        "--per-task", str(per_task), "--evaluate-run", f"{experiment}/{seed}",
+    ]  # fmt: skip
+    print(f"[ablation] {experiment} seed {seed}: evaluating for the report, log {log}", flush=True)
+    return _launch(cmd, log, threads, None)
 
 
 def _status(output_root: Path, running: dict) -> str:
@@ -123,41 +147,62 @@ def train_experiments(
     on_done=None,
     seed_list: list[int] = (FIRST_SEED,),
     gpu_slots: list[str] | None = None,
+    evaluate_per_task: int | None = None,
 ) -> dict[tuple[str, int], float]:
     """Train every (experiment, seed), `jobs` at a time (with `gpu_slots`: one run per slot of GPUs);
     {(experiment, seed): wall seconds}. Raises AblationError naming every failed run (with the end of its
-    log) after the others have finished."""
+    log) after the others have finished.
+
+    With `evaluate_per_task`, a trained run's report evaluation goes next in the queue, so it runs beside the
+    runs still training instead of after all of them, and the last slots do not idle while one run finishes.
+    An evaluation that fails is only reported: the report evaluates that run again and says what is wrong.
+    `on_done(kind, run, seconds, threads)` is called as each job ("train" or "evaluate") succeeds.
+    """
     jobs = len(gpu_slots) if gpu_slots else jobs
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    pending = [(e, s) for s in seed_list for e in experiments]
+    pending = [("train", (e, s)) for s in seed_list for e in experiments]
     running, seconds, failures = {}, {}, []
     start = last_status = time.time()
     try:
         while pending or running:
             while pending and len(running) < jobs:
-                run = pending.pop(0)
+                kind, run = job = pending.pop(0)
                 taken = {slot for *_, slot in running.values()}
                 slot = next(g for g in gpu_slots if g not in taken) if gpu_slots else None
-                running[run] = (*_start(run, profile, output_root, extra, threads, slot), slot)
+                if kind == "train":
+                    started = _start(run, profile, output_root, extra, threads, slot)
+                else:
+                    started = _start_evaluation(run, output_root, evaluate_per_task, threads)
+                running[job] = (*started, slot)
             time.sleep(0.5)
             if time.time() - last_status > STATUS_EVERY_S:
                 last_status = time.time()
                 elapsed = (last_status - start) / 60
-                print(f"[ablation] {elapsed:.1f} min: {_status(output_root, running)}", flush=True)
-            for run, (process, log, began, _) in list(running.items()):
+                training = {run: v for (kind, run), v in running.items() if kind == "train"}
+                print(f"[ablation] {elapsed:.1f} min: {_status(output_root, training)}", flush=True)
+            for job, (process, log, began, _) in list(running.items()):
                 if process.poll() is None:
                     continue
-                del running[run]
+                del running[job]
+                kind, run = job
                 name = f"{run[0]} seed {run[1]}"
                 if process.returncode != 0:
+                    if kind == "evaluate":
+                        print(f"[ablation] {name}: evaluation FAILED (see {log}); the report retries it")
+                        continue
                     tail = log.read_text()[-3000:]
                     failures.append(f"{name} failed (exit {process.returncode}); end of {log}:\n{tail}")
                     print(f"[ablation] {name}: FAILED, see {log}", flush=True)
                     continue
-                seconds[run] = time.time() - began
-                print(f"[ablation] {name}: done in {seconds[run] / 60:.1f} min", flush=True)
+                took = time.time() - began
+                print(f"[ablation] {name}: {'done' if kind == 'train' else 'evaluated'} in {took / 60:.1f} min",
+                      flush=True)  # fmt: skip
+                if kind == "train":
+                    seconds[run] = took
+                    if evaluate_per_task is not None:
+                        pending.insert(0, ("evaluate", run))
                 if on_done:
-                    on_done(run, seconds[run], threads)
+                    on_done(kind, run, took, threads)
     finally:
         for process, *_ in running.values():  # interrupted: stop the children too
             process.terminate()
@@ -245,35 +290,32 @@ def main(argv: list[str] | None = None) -> int:
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     start = time.perf_counter()
 
-    def record(run: tuple[str, int], seconds: float, threads: int) -> None:
-        timing[f"{run[0]}/seed_{run[1]}"] = {
+    def record(kind: str, run: tuple[str, int], seconds: float, threads: int) -> None:
+        if kind == "train":  # a new run: its earlier evaluation time no longer applies
+            timing[f"{run[0]}/seed_{run[1]}"] = {}
+        timing[f"{run[0]}/seed_{run[1]}"] |= {
             "profile": args.profile,
-            "train_seconds": round(seconds, 1),
+            f"{kind}_seconds": round(seconds, 1),
             "threads": threads,
         }
         atomic_write_text(timing_path, json.dumps(timing, indent=1) + "\n")
 
     failures = []
+    per_task = EVAL_PER_TASK[args.profile]
     if not args.skip_training:
         try:
             train_experiments(
-                args.experiments,
-                args.profile,
-                output_root,
-                extra,
-                max(1, args.jobs),
-                record,
-                seed_list,
-                slots,
-            )
+                args.experiments, args.profile, output_root, extra, max(1, args.jobs), record, seed_list,
+                gpu_slots=slots, evaluate_per_task=per_task,
+            )  # fmt: skip
         except AblationError as e:
             failures.append(str(e))  # the report still covers the runs that trained
         timing["train_seconds"] = round(time.perf_counter() - start, 1)
     print("[ablation] writing the report", flush=True)
     analysis_start = time.perf_counter()
-    per_task = EVAL_PER_TASK[args.profile]
     if report.main(["--output-root", str(output_root), "--per-task", str(per_task)]) != 0:
         failures.append("the report could not be written (see above)")
+    timing["report_seconds"] = round(time.perf_counter() - analysis_start, 1)
     if not args.skip_notebook:
         print("[ablation] running the analysis notebook", flush=True)
         try:

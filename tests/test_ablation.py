@@ -43,7 +43,7 @@ def test_a_seed_gives_every_arm_the_same_episodes():
 def test_ablation_trains_every_seed_side_by_side(tmp_path):
     done, began = [], time.time()
     seconds = ablation.train_experiments(
-        ["exp_3_champion"], "smoke", tmp_path, QUICK, jobs=2, on_done=lambda *a: done.append(a[0]),
+        ["exp_3_champion"], "smoke", tmp_path, QUICK, jobs=2, on_done=lambda *a: done.append(a[1]),
         seed_list=[307, 308],
     )  # fmt: skip
     runs = [("exp_3_champion", 307), ("exp_3_champion", 308)]
@@ -128,11 +128,51 @@ def test_gpu_slots_place_one_run_per_group_of_gpus(tmp_path, monkeypatch):
     assert [g for _, g in launched] == ["0,1", "2,3", "0,1", "2,3"]
 
 
+class FakeProcess:
+    """Finishes at its second poll, with `returncode`."""
+
+    def __init__(self, returncode: int = 0):
+        self.returncode, self.polls = returncode, 0
+
+    def poll(self):
+        self.polls += 1
+        return self.returncode if self.polls > 1 else None
+
+
+def test_each_trained_run_is_evaluated_next_beside_the_runs_still_training(tmp_path, monkeypatch):
+    order, done = [], []
+    monkeypatch.setattr(ablation.time, "sleep", lambda s: None)
+
+    def fake_start(run, profile, output_root, extra, threads, gpus=None):
+        order.append(("train", run))
+        return FakeProcess(), tmp_path / "train.log", time.time()
+
+    def fake_evaluation(run, output_root, per_task, threads):
+        order.append(("evaluate", run, per_task))
+        return FakeProcess(returncode=1 if run[1] == 308 else 0), tmp_path / "eval.log", time.time()
+
+    monkeypatch.setattr(ablation, "_start", fake_start)
+    monkeypatch.setattr(ablation, "_start_evaluation", fake_evaluation)
+    seconds = ablation.train_experiments(
+        ["exp_0_encoder_decoder"], "smoke", tmp_path, [], jobs=1, on_done=lambda *a: done.append(a[:2]),
+        seed_list=[307, 308, 309], evaluate_per_task=2,
+    )  # fmt: skip
+    runs = [("exp_0_encoder_decoder", s) for s in (307, 308, 309)]
+    assert order == [x for run in runs for x in (("train", run), ("evaluate", run, 2))]
+    assert sorted(seconds) == runs  # the failed evaluation (seed 308) fails no run: the report retries it
+    assert done == [
+        x for run in runs for x in (("train", run), ("evaluate", run)) if x[1][1] != 308 or x[0] == "train"
+    ]
+    order.clear()
+    ablation.train_experiments(["exp_0_encoder_decoder"], "smoke", tmp_path, [], 1, seed_list=[307])
+    assert order == [("train", runs[0])]  # no evaluation unless asked
+
+
 def test_the_gpu_profile_puts_one_run_on_each_gpu_and_needs_one(tmp_path, monkeypatch, capsys):
     import torch
 
     placed = {}
-    monkeypatch.setattr(ablation, "train_experiments", lambda *a: placed.update(slots=a[-1]))
+    monkeypatch.setattr(ablation, "train_experiments", lambda *a, **k: placed.update(slots=k["gpu_slots"]))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     argv = ["--profile", "gpu", "--output-root", str(tmp_path), "--skip-notebook"]
@@ -169,8 +209,8 @@ def test_no_subcommand_takes_an_abbreviated_option(argv, abbreviation, capsys):
 
 def test_ablation_passes_an_abbreviation_on_to_fit_instead_of_reading_it(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(ablation, "train_experiments", lambda exps, profile, root, extra, *a: seen.update(
-        extra=extra, seeds=a[-2]))  # fmt: skip
+    monkeypatch.setattr(ablation, "train_experiments", lambda exps, profile, root, extra, *a, **k: seen.update(
+        extra=extra, seeds=a[-1]))  # fmt: skip
     ablation.main(["--seed", "5", "--output-root", str(tmp_path), "--skip-notebook"])
     assert seen == {"extra": ["--seed", "5"], "seeds": [307, 308, 309]}  # fit then refuses --seed itself
 
@@ -186,3 +226,21 @@ def test_a_run_on_a_gpu_slot_sees_only_its_gpus(tmp_path, monkeypatch):
     assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "2,3" and "--trainer.devices=2" in seen["cmd"]
     ablation._start(("exp_3_champion", 307), "cpu", tmp_path, [], 1)
     assert not any(a.startswith("--trainer.devices") for a in seen["cmd"])
+
+
+def test_the_evaluation_job_runs_the_report_on_that_run_alone(tmp_path, monkeypatch):
+    from test_report import echo_predictor, save  # tests/ is on sys.path under pytest
+
+    seen = {}
+    monkeypatch.setattr(
+        ablation.subprocess, "Popen", lambda cmd, env, **kwargs: seen.update(cmd=cmd, env=env)
+    )
+    ablation._start_evaluation(("exp_1_grid2d", 308), tmp_path, 1, threads=1)
+    assert seen["cmd"][1:4] == ["-m", "arclib", "report"] and seen["env"]["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setattr(rp, "model_predictor", echo_predictor)
+    run_dir = tmp_path / "checkpoints" / "exp_1_grid2d" / "seed_308"
+    save(run_dir / "exp_1_grid2d-epoch=00-heldout_loss=1.0000.ckpt", "exp_1_grid2d")
+    assert rp.main(seen["cmd"][4:]) == 0  # the same arguments, in this process
+    assert (run_dir / rp.EVALUATION_FILE).exists() and not (
+        tmp_path / "checkpoints" / "ablation_results.json"
+    ).exists()

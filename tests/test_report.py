@@ -182,6 +182,27 @@ def test_evaluate_model_scores_each_task(echo):
     assert all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in metrics.values())
 
 
+def test_evaluate_run_caches_one_run_that_the_report_then_reuses(tmp_path, echo, monkeypatch, capsys):
+    checkpoints = tmp_path / "checkpoints"
+    for arm in ("exp_0_encoder_decoder", "exp_1_grid2d"):
+        save(checkpoints / arm / "seed_1" / f"{arm}-epoch=02-heldout_loss=0.5000.ckpt", arm)
+    argv = ["--output-root", str(tmp_path), "--per-task", "1"]
+    assert rp.main([*argv, "--evaluate-run", "exp_1_grid2d/1"]) == 0
+    assert (checkpoints / "exp_1_grid2d" / "seed_1" / rp.EVALUATION_FILE).exists()
+    assert not (checkpoints / "exp_0_encoder_decoder" / "seed_1" / rp.EVALUATION_FILE).exists()
+    assert not (checkpoints / "ablation_results.json").exists()  # no report from one run
+    evaluated = []
+    original = rp.evaluate_model
+    monkeypatch.setattr(rp, "evaluate_model", lambda m, p, v: evaluated.append(1) or original(m, p, v))
+    assert rp.main([*argv, "--no-figures"]) == 0
+    assert len(evaluated) == 3  # only the run not evaluated before, x 3 sets
+    for bad, says in (("exp_9/1", "EXPERIMENT one of"), ("exp_1_grid2d/x", "EXPERIMENT/SEED"),
+                      ("exp_1_grid2d/2", "no ")):  # fmt: skip
+        assert rp.main([*argv, "--evaluate-run", bad]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+
+
 def test_report_command_rebuilds_from_runs_and_reuses_evaluations(tmp_path, echo, monkeypatch):
     arms = ("exp_0_encoder_decoder", "exp_1_grid2d")
     for arm in arms:

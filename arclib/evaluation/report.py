@@ -1,6 +1,7 @@
 """The ablation report: every trained run (experiment x seed) evaluated on the same episodes, then statistics.
 
     python -m arclib report [--output-root DIR] [--per-task 5] [--monitor heldout_loss] [--fresh]
+    python -m arclib report --evaluate-run EXPERIMENT/SEED [--per-task 5]   (one run's scores, no report)
 
 Runs are read from checkpoints/<experiment>/seed_<seed>/ (the best checkpoint by the monitor it was selected on;
 files named after another monitor are never mixed in) and runs/<experiment>/seed_<seed>/version_N/metrics.csv.
@@ -251,6 +252,32 @@ def evaluate_run(run: Run, problems: dict, key: dict, fresh: bool = False, progr
     sets["parameters"] = count_parameters(model)
     atomic_write_text(cache, json.dumps({"key": key, "sets": sets}, indent=1) + "\n")
     return sets
+
+
+def evaluate_one_run(
+    checkpoints_dir: Path,
+    name: str,
+    per_task: int | None = 5,
+    views: int = 1,
+    monitor: str | None = None,
+    data_dir: Path = DATA_DIR,
+    progress=print,
+) -> None:
+    """Evaluate one run ("experiment/seed") into its cache, as `run_report` would, and write no report: the
+    ablation evaluates each run as soon as it has trained, beside the runs still training."""
+    experiment, _, seed = name.partition("/")
+    if experiment not in ABLATION_ARMS or not re.fullmatch(r"-?[0-9]+", seed):
+        raise ReportError(f"--evaluate-run {name!r}: expected EXPERIMENT/SEED with EXPERIMENT one of "
+                          f"{', '.join(ABLATION_ARMS)}, for example exp_3_champion/307")  # fmt: skip
+    found, _, missing = find_runs(checkpoints_dir, monitor, [experiment])
+    run = found.get(experiment, {}).get(int(seed))
+    if run is None:
+        why = missing.get(
+            f"{experiment}/seed_{seed}", f"no {checkpoints_dir / experiment}/seed_{seed}/ folder"
+        )
+        raise ReportError(f"--evaluate-run {name}: {why}")
+    problems = evaluation_problems(per_task, data_dir)
+    evaluate_run(run, problems, evaluation_key(problems, per_task, views), fresh=False, progress=progress)
 
 
 def comparisons(arms: list[str]) -> list[tuple[str, str]]:
@@ -558,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(DATA_DIR))
     parser.add_argument("--fresh", action="store_true", help="re-evaluate every run, ignoring cached results")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--evaluate-run", metavar="EXPERIMENT/SEED",
+                        help="only evaluate this run and cache its scores beside its checkpoint; write no report")  # fmt: skip
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
@@ -571,6 +600,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     root = Path(args.output_root).resolve()
     checkpoints_dir = root / "checkpoints"
+    if args.evaluate_run:
+        try:
+            evaluate_one_run(
+                checkpoints_dir,
+                args.evaluate_run,
+                args.per_task,
+                args.views,
+                args.monitor,
+                Path(args.data_dir),
+            )
+        except ReportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     try:
         report = run_report(
             checkpoints_dir, args.per_task, args.views, args.monitor, args.fresh, Path(args.data_dir)
