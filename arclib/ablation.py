@@ -35,7 +35,7 @@ ANALYSIS_NOTEBOOK = REPO_ROOT / "notebooks" / "08_analysis.ipynb"
 STATUS_EVERY_S = 120
 FIRST_SEED = 307  # the seed's own run (configs/base.yaml seed_everything)
 DEFAULT_SEEDS = 3
-EVAL_PER_TASK = {"smoke": 2, "cpu": 5, "full": 50, "gpu": 50}  # generated queries per task in the report
+EVAL_PER_TASK = {"smoke": 1, "cpu": 5, "full": 50, "gpu": 50}  # generated queries per task in the report
 
 
 class AblationError(RuntimeError):
@@ -61,6 +61,12 @@ def seeds(n: int) -> list[int]:
 
 def run_log(output_root: Path, experiment: str, seed: int, profile: str) -> Path:
     return output_root / "runs" / experiment / f"seed_{seed}" / f"ablation_{profile}.log"
+
+
+def report_args(output_root: Path, per_task: int) -> list[str]:
+    """The report's arguments, the same for each run's evaluation and the final report, so that the final
+    report finds every cached evaluation under its key."""
+    return ["--output-root", str(output_root), "--per-task", str(per_task)]
 
 
 def _launch(cmd: list[str], log: Path, threads: int, gpus: str | None):
@@ -110,10 +116,10 @@ def _start(
 def _start_evaluation(run: tuple[str, int], output_root: Path, per_task: int, threads: int):
     """Launch the report's evaluation of one trained run; it caches the scores the report then reuses."""
     experiment, seed = run
-    log = run_log(output_root, experiment, seed, "cpu").with_name("evaluation.log")
+    log = output_root / "runs" / experiment / f"seed_{seed}" / "evaluation.log"
     cmd = [
-        sys.executable, "-m", "arclib", "report", "--output-root", str(output_root),
-        "--per-task", str(per_task), "--evaluate-run", f"{experiment}/{seed}",
+        sys.executable, "-m", "arclib", "report", *report_args(output_root, per_task),
+        "--evaluate-run", f"{experiment}/{seed}",
     ]  # fmt: skip
     print(f"[ablation] {experiment} seed {seed}: evaluating for the report, log {log}", flush=True)
     return _launch(cmd, log, threads, None)
@@ -153,12 +159,15 @@ def train_experiments(
     {(experiment, seed): wall seconds}. Raises AblationError naming every failed run (with the end of its
     log) after the others have finished.
 
-    With `evaluate_per_task`, a trained run's report evaluation goes next in the queue, so it runs beside the
-    runs still training instead of after all of them, and the last slots do not idle while one run finishes.
-    An evaluation that fails is only reported: the report evaluates that run again and says what is wrong.
+    With `evaluate_per_task`, a trained run's report evaluation goes next in the queue (after the evaluations
+    already waiting), so it runs beside the runs still training instead of after all of them, and the last
+    slots do not idle while one run finishes. Evaluation runs on the CPU, so with `gpu_slots` it is left to
+    the report. An evaluation that fails is only reported: the report tries that run again.
     `on_done(kind, run, seconds, threads)` is called as each job ("train" or "evaluate") succeeds.
     """
     jobs = len(gpu_slots) if gpu_slots else jobs
+    if gpu_slots:
+        evaluate_per_task = None
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pending = [("train", (e, s)) for s in seed_list for e in experiments]
     running, seconds, failures = {}, {}, []
@@ -179,7 +188,10 @@ def train_experiments(
                 last_status = time.time()
                 elapsed = (last_status - start) / 60
                 training = {run: v for (kind, run), v in running.items() if kind == "train"}
-                print(f"[ablation] {elapsed:.1f} min: {_status(output_root, training)}", flush=True)
+                evaluating = len(running) - len(training)
+                status = [_status(output_root, training)] if training else []
+                status += [f"evaluating {evaluating} run(s) for the report"] if evaluating else []
+                print(f"[ablation] {elapsed:.1f} min: {'; '.join(status)}", flush=True)
             for job, (process, log, began, _) in list(running.items()):
                 if process.poll() is None:
                     continue
@@ -188,7 +200,10 @@ def train_experiments(
                 name = f"{run[0]} seed {run[1]}"
                 if process.returncode != 0:
                     if kind == "evaluate":
-                        print(f"[ablation] {name}: evaluation FAILED (see {log}); the report retries it")
+                        print(
+                            f"[ablation] {name}: evaluation FAILED, see {log}; the report tries again",
+                            flush=True,
+                        )
                         continue
                     tail = log.read_text()[-3000:]
                     failures.append(f"{name} failed (exit {process.returncode}); end of {log}:\n{tail}")
@@ -200,7 +215,8 @@ def train_experiments(
                 if kind == "train":
                     seconds[run] = took
                     if evaluate_per_task is not None:
-                        pending.insert(0, ("evaluate", run))
+                        waiting = sum(kind == "evaluate" for kind, _ in pending)
+                        pending.insert(waiting, ("evaluate", run))
                 if on_done:
                     on_done(kind, run, took, threads)
     finally:
@@ -310,12 +326,13 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         except AblationError as e:
             failures.append(str(e))  # the report still covers the runs that trained
-        timing["train_seconds"] = round(time.perf_counter() - start, 1)
+        timing["train_and_evaluate_seconds"] = round(time.perf_counter() - start, 1)
     print("[ablation] writing the report", flush=True)
-    analysis_start = time.perf_counter()
-    if report.main(["--output-root", str(output_root), "--per-task", str(per_task)]) != 0:
+    report_start = time.perf_counter()
+    if report.main(report_args(output_root, per_task)) != 0:
         failures.append("the report could not be written (see above)")
-    timing["report_seconds"] = round(time.perf_counter() - analysis_start, 1)
+    notebook_start = time.perf_counter()
+    timing["report_seconds"] = round(notebook_start - report_start, 1)
     if not args.skip_notebook:
         print("[ablation] running the analysis notebook", flush=True)
         try:
@@ -323,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[ablation] executed notebook {executed}")
         except Exception as e:  # the report is already written; say what failed
             failures.append(f"the analysis notebook failed: {type(e).__name__}: {str(e)[-2000:]}")
-    timing["analysis_seconds"] = round(time.perf_counter() - analysis_start, 1)
+        timing["notebook_seconds"] = round(time.perf_counter() - notebook_start, 1)
     total = time.perf_counter() - start
     timing["total_seconds"] = round(total, 1)
     atomic_write_text(timing_path, json.dumps(timing, indent=1) + "\n")

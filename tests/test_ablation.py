@@ -139,33 +139,43 @@ class FakeProcess:
         return self.returncode if self.polls > 1 else None
 
 
-def test_each_trained_run_is_evaluated_next_beside_the_runs_still_training(tmp_path, monkeypatch):
+def test_each_trained_run_is_evaluated_before_the_next_training_starts(tmp_path, monkeypatch):
     order, done = [], []
     monkeypatch.setattr(ablation.time, "sleep", lambda s: None)
 
     def fake_start(run, profile, output_root, extra, threads, gpus=None):
-        order.append(("train", run))
+        order.append(("train", run[1]))
         return FakeProcess(), tmp_path / "train.log", time.time()
 
     def fake_evaluation(run, output_root, per_task, threads):
-        order.append(("evaluate", run, per_task))
+        order.append(("evaluate", run[1], per_task))
         return FakeProcess(returncode=1 if run[1] == 308 else 0), tmp_path / "eval.log", time.time()
 
     monkeypatch.setattr(ablation, "_start", fake_start)
     monkeypatch.setattr(ablation, "_start_evaluation", fake_evaluation)
-    seconds = ablation.train_experiments(
-        ["exp_0_encoder_decoder"], "smoke", tmp_path, [], jobs=1, on_done=lambda *a: done.append(a[:2]),
-        seed_list=[307, 308, 309], evaluate_per_task=2,
-    )  # fmt: skip
-    runs = [("exp_0_encoder_decoder", s) for s in (307, 308, 309)]
-    assert order == [x for run in runs for x in (("train", run), ("evaluate", run, 2))]
-    assert sorted(seconds) == runs  # the failed evaluation (seed 308) fails no run: the report retries it
-    assert done == [
-        x for run in runs for x in (("train", run), ("evaluate", run)) if x[1][1] != 308 or x[0] == "train"
-    ]
-    order.clear()
-    ablation.train_experiments(["exp_0_encoder_decoder"], "smoke", tmp_path, [], 1, seed_list=[307])
-    assert order == [("train", runs[0])]  # no evaluation unless asked
+    seeds = [307, 308, 309]
+
+    def train(jobs, **kwargs):
+        order.clear(), done.clear()
+        return ablation.train_experiments(
+            ["exp_0_encoder_decoder"], "smoke", tmp_path, [], jobs, lambda *a: done.append((a[0], a[1][1])),
+            seeds, **kwargs,
+        )  # fmt: skip
+
+    seconds = train(2, evaluate_per_task=2)
+    # Two slots: 307 and 308 train side by side, their evaluations (in order) go before 309's training.
+    assert order == [("train", 307), ("train", 308), ("evaluate", 307, 2), ("evaluate", 308, 2), ("train", 309),
+                     ("evaluate", 309, 2)]  # fmt: skip
+    assert sorted(seconds) == [
+        ("exp_0_encoder_decoder", s) for s in seeds
+    ]  # 308's failed evaluation fails no run
+    assert sorted(done) == sorted([("train", s) for s in seeds] + [("evaluate", 307), ("evaluate", 309)])
+    train(1, evaluate_per_task=2)
+    assert order == [x for s in seeds for x in (("train", s), ("evaluate", s, 2))]
+    train(1)
+    assert order == [("train", s) for s in seeds]  # no evaluation unless asked
+    train(1, evaluate_per_task=2, gpu_slots=["0"])
+    assert order == [("train", s) for s in seeds]  # evaluation is CPU work: on GPUs the report does it
 
 
 def test_the_gpu_profile_puts_one_run_on_each_gpu_and_needs_one(tmp_path, monkeypatch, capsys):
@@ -226,21 +236,27 @@ def test_a_run_on_a_gpu_slot_sees_only_its_gpus(tmp_path, monkeypatch):
     assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "2,3" and "--trainer.devices=2" in seen["cmd"]
     ablation._start(("exp_3_champion", 307), "cpu", tmp_path, [], 1)
     assert not any(a.startswith("--trainer.devices") for a in seen["cmd"])
+    # the report generates; the runs do not, and an override given to the ablation still comes last
+    assert "--model.generate_per_task=0" in seen["cmd"]
+    ablation._start(("exp_3_champion", 307), "cpu", tmp_path, ["--model.generate_per_task=3"], 1)
+    assert seen["cmd"][-1] == "--model.generate_per_task=3"
 
 
 def test_the_evaluation_job_runs_the_report_on_that_run_alone(tmp_path, monkeypatch):
     from test_report import echo_predictor, save  # tests/ is on sys.path under pytest
 
     seen = {}
-    monkeypatch.setattr(
-        ablation.subprocess, "Popen", lambda cmd, env, **kwargs: seen.update(cmd=cmd, env=env)
-    )
-    ablation._start_evaluation(("exp_1_grid2d", 308), tmp_path, 1, threads=1)
+    with monkeypatch.context() as m:
+        m.setattr(ablation.subprocess, "Popen", lambda cmd, env, **kwargs: seen.update(cmd=cmd, env=env))
+        ablation._start_evaluation(("exp_1_grid2d", 308), tmp_path, ablation.EVAL_PER_TASK["smoke"], 1)
     assert seen["cmd"][1:4] == ["-m", "arclib", "report"] and seen["env"]["OMP_NUM_THREADS"] == "1"
     monkeypatch.setattr(rp, "model_predictor", echo_predictor)
     run_dir = tmp_path / "checkpoints" / "exp_1_grid2d" / "seed_308"
     save(run_dir / "exp_1_grid2d-epoch=00-heldout_loss=1.0000.ckpt", "exp_1_grid2d")
     assert rp.main(seen["cmd"][4:]) == 0  # the same arguments, in this process
-    assert (run_dir / rp.EVALUATION_FILE).exists() and not (
-        tmp_path / "checkpoints" / "ablation_results.json"
-    ).exists()
+    assert (run_dir / rp.EVALUATION_FILE).exists()
+    assert not (tmp_path / "checkpoints" / "ablation_results.json").exists()
+    # The ablation's own report finds that evaluation under its key: nothing is evaluated again.
+    monkeypatch.setattr(rp, "evaluate_model", lambda *a: pytest.fail("evaluated again"))
+    argv = ["--profile", "smoke", "--output-root", str(tmp_path), "--skip-training", "--skip-notebook"]
+    assert ablation.main(argv) == 0 and (tmp_path / "checkpoints" / "ablation_results.json").exists()

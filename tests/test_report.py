@@ -197,7 +197,7 @@ def test_evaluate_run_caches_one_run_that_the_report_then_reuses(tmp_path, echo,
     assert rp.main([*argv, "--no-figures"]) == 0
     assert len(evaluated) == 3  # only the run not evaluated before, x 3 sets
     for bad, says in (("exp_9/1", "EXPERIMENT one of"), ("exp_1_grid2d/x", "EXPERIMENT/SEED"),
-                      ("exp_1_grid2d/2", "no ")):  # fmt: skip
+                      ("exp_1_grid2d/2", "seed_2/ folder")):  # fmt: skip
         assert rp.main([*argv, "--evaluate-run", bad]) == 2
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1, err

@@ -260,6 +260,7 @@ def evaluate_one_run(
     per_task: int | None = 5,
     views: int = 1,
     monitor: str | None = None,
+    fresh: bool = False,
     data_dir: Path = DATA_DIR,
     progress=print,
 ) -> None:
@@ -277,7 +278,7 @@ def evaluate_one_run(
         )
         raise ReportError(f"--evaluate-run {name}: {why}")
     problems = evaluation_problems(per_task, data_dir)
-    evaluate_run(run, problems, evaluation_key(problems, per_task, views), fresh=False, progress=progress)
+    evaluate_run(run, problems, evaluation_key(problems, per_task, views), fresh, progress)
 
 
 def comparisons(arms: list[str]) -> list[tuple[str, str]]:

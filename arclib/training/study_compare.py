@@ -57,8 +57,7 @@ def compare_with_recipe(
     jobs = jobs or ablation.default_jobs()
     folders = {"recipe": root / "recipe", "best": root / f"best_trial_{best_trial}"}
     extras = {"recipe": [], "best": ["--config", str(best_config)]}
-    # Checkpoints selected on the study's objective; free generation while training would change nothing here.
-    fixed = ["--monitor=heldout_loss", "--model.generate_per_task=0"]
+    fixed = ["--monitor=heldout_loss"]  # checkpoints selected on the study's objective
     for name, folder in folders.items():
         print(f"[compare] training {name} ({experiment}, {profile} profile), seeds {seed_list}", flush=True)
         shutil.rmtree(folder, ignore_errors=True)  # no checkpoint of an earlier comparison may be picked
