@@ -215,7 +215,7 @@ def train_experiments(
                 if kind == "train":
                     seconds[run] = took
                     if evaluate_per_task is not None:
-                        waiting = sum(kind == "evaluate" for kind, _ in pending)
+                        waiting = sum(k == "evaluate" for k, _ in pending)
                         pending.insert(waiting, ("evaluate", run))
                 if on_done:
                     on_done(kind, run, took, threads)
