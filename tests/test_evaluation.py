@@ -324,3 +324,35 @@ def test_cli_errors_exit_2_without_traceback(problem, checkpoint, tmp_path, caps
     assert cli.main(["--checkpoint", str(path), "--tasks", tasks]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err
+
+
+# --- generation budget -----------------------------------------------------------------------------------
+
+
+def test_every_evaluated_output_fits_its_own_generation_budget():
+    from arclib.evaluation.predict import generation_budget
+    from arclib.evaluation.report import evaluation_problems
+
+    n = 0
+    for problems in evaluation_problems(None).values():
+        for p in problems:
+            for x, y in zip(p.test_inputs, p.test_outputs):
+                needed = y.shape[0] * (y.shape[1] + 1) + 1  # rows, each ended by ROW, then EOS
+                assert needed <= generation_budget(Episode(p.task_id, p.demos, x)), p.task_id
+                n += 1
+    assert n > 1000
+
+
+def test_what_an_episode_generates_does_not_depend_on_its_batch():
+    from arclib.evaluation.predict import generate_tokens, generation_budget
+    from arclib.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("exp_0_encoder_decoder", "tiny").eval()
+    with torch.no_grad():
+        model.head.bias[0] = 100.0  # always colour 0: only the caps and the budget end an output
+    small = Episode("t", [(np.zeros((2, 3), np.int8), np.ones((2, 3), np.int8))], np.zeros((3, 3), np.int8))
+    big = Episode("t", [(np.zeros((20, 20), np.int8), np.ones((20, 20), np.int8))], np.zeros((20, 20), np.int8))
+    (alone, _), = generate_tokens(model, [small])
+    together, _ = generate_tokens(model, [small, big])
+    assert alone == together[0] and len(alone) == generation_budget(small) == 2 * 3 * 4 + 1

@@ -12,6 +12,7 @@ from arclib.data import tokens as tk
 from arclib.data.tokens import Episode, collate
 from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_table
 from arclib.models.base import novel_colour_targets
+from arclib.models.base import select_rows as _select
 from arclib.models.champion import segment_mask, segment_positions, task_code
 from arclib.models.layers import PADDING, QUERY, ColourCanon, Grid2D, RoPE, pair_segments, sinusoidal
 
@@ -139,6 +140,28 @@ def test_stopping_invalid_samples_never_changes_the_decoded_grid(name, rng):
     for a, b in zip(fast, full):
         ga, gb = tk.tokens_to_grid(a), tk.tokens_to_grid(b)
         assert (ga is None and gb is None) or np.array_equal(ga, gb)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_dropping_finished_samples_from_the_state_changes_no_output(name, monkeypatch):
+    # Where samples stop at different steps (random weights often stop all at once, so several weight seeds
+    # are tried), the batch's state is compacted; each sample must still get exactly what it gets alone.
+    import arclib.models.base as base
+
+    calls = []
+    monkeypatch.setattr(base, "select_rows", lambda state, keep: calls.append(len(keep)) or _select(state, keep))
+    for seed in range(8):
+        if calls:
+            break
+        rng = np.random.default_rng(seed)
+        model, episodes = tiny(name, seed=seed), [episode(rng) for _ in range(8)]
+        tokens, logprob = model.generate(collate(episodes), max_len=60)
+        for ep, got, got_lp in zip(episodes, tokens, logprob):
+            alone, alone_lp = model.generate(collate([ep]), max_len=60)
+            n = alone.shape[1]
+            assert torch.equal(got[:n], alone[0]) and (got[n:] == tk.PAD).all()
+            torch.testing.assert_close(got_lp, alone_lp[0], atol=1e-4, rtol=0)
+    assert calls, "no sample finished before the others: nothing was compacted"
 
 
 @pytest.mark.parametrize("name", ["exp_-1_decoder_only", "exp_3_champion"])

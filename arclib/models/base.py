@@ -24,12 +24,26 @@ def novel_colour_targets(batch: tk.Batch) -> torch.Tensor:
     return is_cell & ~in_source.gather(1, batch.tgt_out.clamp(max=tk.N_COLOURS - 1))
 
 
+def select_rows(state, keep: torch.Tensor):
+    """The generation state of the samples `keep` (indices into dim 0 of every tensor the state holds)."""
+    if isinstance(state, torch.Tensor):
+        return state[keep]
+    if isinstance(state, dict):
+        return {k: select_rows(v, keep) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(select_rows(v, keep) for v in state)
+    if hasattr(state, "select_rows"):
+        return state.select_rows(keep)
+    return state  # a count, such as a cache's length
+
+
 class ArcModel(nn.Module):
     """A model reads a `Batch` and predicts `batch.tgt_out` from `batch.tgt_in`.
 
     Subclasses define `forward(batch) -> (B, T, V)` logits, and for generation `start(batch) -> state` and
     `step(state, tgt_in) -> (B, V)` logits for the token after `tgt_in` (B, t), reading only its last token
-    plus whatever `start` and earlier steps cached in `state`.
+    plus whatever `start` and earlier steps cached in `state`. Every tensor in a state has the batch first, so
+    generation can drop finished samples from it (`select_rows`).
     """
 
     config = None
@@ -57,26 +71,32 @@ class ArcModel(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, batch: tk.Batch, max_len: int = tk.MAX_TARGET_LEN, stop_invalid: bool = True
+        self, batch: tk.Batch, max_len: int | torch.Tensor = tk.MAX_TARGET_LEN, stop_invalid: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding: (tokens (B, T') after BOS, summed log-probability of the chosen tokens (B,)).
 
+        `max_len` caps the tokens each sample writes: one cap for all, or one per sample (B,), so that what a
+        sample writes never depends on the other samples in its batch.
         A sample stops at EOS and writes PAD afterwards. A sample that has written 30 rows is forced to EOS,
         and one whose current row holds 30 cells to ROW, so every output fits a 30x30 canvas. With
         `stop_invalid`, a sample also stops as soon as its tokens can no longer form a grid (a special token
         mid-grid, an empty row, or a row whose width differs from the first row's): its decoded grid is None
-        either way, and an untrained model no longer writes 930 tokens of noise.
+        either way, and an untrained model no longer writes 930 tokens of noise. Finished samples leave the
+        state once a quarter of it has finished, so they stop costing steps.
         """
         B, device = len(batch), batch.src.device
+        limit = torch.as_tensor(max_len, device=device).expand(B)
         state = self.start(batch)
+        live = torch.arange(B, device=device)  # the samples `state` still holds, in its row order
         tgt = torch.full((B, 1), tk.BOS, dtype=torch.long, device=device)
+        lp = torch.zeros(B, tk.VOCAB_SIZE, device=device)
         logprob = torch.zeros(B, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
         width = torch.full((B,), -1, dtype=torch.long, device=device)  # width of the first row, once written
         row = torch.zeros(B, dtype=torch.long, device=device)
         col = torch.zeros(B, dtype=torch.long, device=device)  # (row, col) of the next token
-        for _ in range(max_len):
-            lp = self.step(state, tgt).float().log_softmax(-1)  # (B, V)
+        for written in range(1, int(limit.max()) + 1):
+            lp[live] = self.step(state, tgt[live]).float().log_softmax(-1)  # (B, V); stale rows are done
             nxt = lp.argmax(-1)
             nxt = torch.where(col >= tk.MAX_SIDE, tk.ROW, nxt)
             nxt = torch.where(row >= tk.MAX_SIDE, tk.EOS, nxt)
@@ -91,8 +111,12 @@ class ArcModel(nn.Module):
                 done |= bad_row | too_wide | special
             width = torch.where(is_row & (width < 0), col, width)
             row, col = row + is_row.long(), torch.where(is_row, 0, col + 1)
-            done |= nxt == tk.EOS
+            done |= (nxt == tk.EOS) | (written >= limit)
             tgt = torch.cat([tgt, nxt[:, None]], 1)
             if done.all():
                 break
+            running = ~done[live]
+            if running.sum() <= 0.75 * len(live):  # drop finished samples: each step reads every row's cache
+                keep = running.nonzero().squeeze(1)
+                state, live = select_rows(state, keep), live[keep]
         return tgt[:, 1:], logprob

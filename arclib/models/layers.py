@@ -5,6 +5,7 @@ Masks follow `F.scaled_dot_product_attention`: boolean, True where a query may r
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -49,8 +50,8 @@ class Attention(nn.Module):
             k, v = cache["k"], cache["v"]
         else:
             k, v = (self._heads(t) for t in self.kv(memory).chunk(2, dim=-1))
-            if cache is not None:
-                cache["k"], cache["v"] = k, v
+            if cache is not None:  # read at every step: contiguous heads decode faster than strided views
+                cache["k"], cache["v"] = k.contiguous(), v.contiguous()
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, T, Dh)
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, D)))
 
@@ -62,15 +63,15 @@ def _append_to_cache(cache: dict, k: torch.Tensor, v: torch.Tensor) -> tuple[tor
     cache again: the decoder-only model caches its whole episode, thousands of positions.
     """
     n, t = cache.get("length", 0), k.shape[2]
-    buffer = cache.get("kv")  # (2, B, H, capacity, Dh)
+    buffer = cache.get("kv")  # (B, 2, H, capacity, Dh): batch first, like every tensor of a generation state
     if buffer is None or n + t > buffer.shape[3]:
-        grown = k.new_empty(2, *k.shape[:2], max(2 * (n + t), 64), k.shape[3])
+        grown = k.new_empty(k.shape[0], 2, k.shape[1], max(2 * (n + t), 64), k.shape[3])
         if buffer is not None:
-            grown[:, :, :, :n] = buffer[:, :, :, :n]
+            grown[..., :n, :] = buffer[..., :n, :]
         buffer = cache["kv"] = grown
-    buffer[0, :, :, n : n + t], buffer[1, :, :, n : n + t] = k, v
+    buffer[:, 0, :, n : n + t], buffer[:, 1, :, n : n + t] = k, v
     cache["length"] = n + t
-    return buffer[0, :, :, : n + t], buffer[1, :, :, : n + t]
+    return buffer[:, 0, :, : n + t], buffer[:, 1, :, : n + t]
 
 
 class MLP(nn.Module):
@@ -254,6 +255,11 @@ class ColourCanon:
 
     def __init__(self, batch: tk.Batch):
         self.start, self.same = colour_groups(batch)  # (B, 9), (B, 9, 9)
+
+    def select_rows(self, keep: torch.Tensor) -> ColourCanon:
+        canon = copy.copy(self)
+        canon.start, canon.same = self.start[keep], self.same[keep]
+        return canon
 
     def source(self, tokens: torch.Tensor) -> torch.Tensor:
         """Canonical source tokens (B, S)."""
