@@ -352,7 +352,9 @@ def test_what_an_episode_generates_does_not_depend_on_its_batch():
     with torch.no_grad():
         model.head.bias[0] = 100.0  # always colour 0: only the caps and the budget end an output
     small = Episode("t", [(np.zeros((2, 3), np.int8), np.ones((2, 3), np.int8))], np.zeros((3, 3), np.int8))
-    big = Episode("t", [(np.zeros((20, 20), np.int8), np.ones((20, 20), np.int8))], np.zeros((20, 20), np.int8))
-    (alone, _), = generate_tokens(model, [small])
+    big = Episode(
+        "t", [(np.zeros((20, 20), np.int8), np.ones((20, 20), np.int8))], np.zeros((20, 20), np.int8)
+    )
+    ((alone, _),) = generate_tokens(model, [small])
     together, _ = generate_tokens(model, [small, big])
     assert alone == together[0] and len(alone) == generation_budget(small) == 2 * 3 * 4 + 1

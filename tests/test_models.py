@@ -149,7 +149,9 @@ def test_dropping_finished_samples_from_the_state_changes_no_output(name, monkey
     import arclib.models.base as base
 
     calls = []
-    monkeypatch.setattr(base, "select_rows", lambda state, keep: calls.append(len(keep)) or _select(state, keep))
+    monkeypatch.setattr(
+        base, "select_rows", lambda state, keep: calls.append(len(keep)) or _select(state, keep)
+    )
     for seed in range(8):
         if calls:
             break
