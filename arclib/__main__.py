@@ -61,7 +61,9 @@ def _fit(argv: list[str]) -> int:
     from arclib.training.callbacks import RunLockedError
     from arclib.training.checkpoints import CheckpointError, DivergenceError
     from arclib.training.cli import dashes_to_underscores, fit_help, make_cli
+    from arclib.viz.live import quiet_lightning
 
+    quiet_lightning(keep_info=True)
     if "-h" in argv or "--help" in argv:
         print(fit_help())
         return 0

@@ -619,6 +619,30 @@ def test_quiet_lightning_hides_banners_and_known_warnings_but_not_others():
             lg.setLevel(level)
 
 
+def test_fit_command_drops_only_the_banners():
+    import logging
+
+    # Lightning gives its logger a handler of its own when the root logger has none, as in `fit`.
+    logger, handler = logging.getLogger("lightning.pytorch"), logging.StreamHandler()
+    logger.addHandler(handler)
+    try:
+        quiet_lightning(keep_info=True)
+        quiet_lightning(keep_info=True)  # twice adds no second filter
+    finally:
+        logger.removeHandler(handler)
+
+    def shown(message: str) -> bool:
+        record = logging.LogRecord(
+            "lightning.pytorch.utilities.rank_zero", logging.INFO, "", 0, message, (), None
+        )
+        return bool(handler.filter(record))
+
+    assert not shown("GPU available: False, used: False")
+    assert not shown("`weights_only` was not set, defaulting to `False`.")
+    assert shown("Seed set to 307") and shown("Restoring states from the checkpoint path at last.ckpt")
+    assert len(handler.filters) == len(set(map(type, handler.filters)))
+
+
 def test_fit_summary_gives_metrics_best_checkpoint_and_log_paths(tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger

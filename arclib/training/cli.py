@@ -20,7 +20,7 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from arclib.data.split import SPLIT_STRATEGIES
-from arclib.models import ABLATION_ARMS
+from arclib.models import ABLATION_ARMS, count_parameters
 from arclib.training.callbacks import LOG_VERSION_KEY, acquire_run_lock
 from arclib.training.checkpoints import CheckpointError, load_checkpoint
 from arclib.training.datamodule import ArcDataModule
@@ -235,6 +235,11 @@ class ArcCLI(LightningCLI):
         _check_writable(self.checkpoint_dir, "checkpoints")
         for folder in {Path(lg.log_dir).parent for lg in self.trainer.loggers}:
             _check_writable(folder, "logs")
+        if not _is_launched_rank():  # in place of Lightning's model summary, whose FLOPs column reads 0 here
+            model = self.model.model
+            print(
+                f"{self.model.hparams.model_name}: {type(model).__name__}, {count_parameters(model):,} parameters"
+            )
 
     def after_fit(self) -> None:
         if self.trainer.global_rank != 0:

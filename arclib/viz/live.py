@@ -209,10 +209,29 @@ KNOWN_WARNINGS = (
 )
 
 
-def quiet_lightning() -> None:
-    """Silence Lightning's info banners and the known warnings above; warnings and errors still show."""
+# Info lines of Lightning's that the `fit` command drops: they say nothing about the run (an advert, absent
+# accelerators, a checkpoint-loading detail repeated at every validation).
+CLI_BANNERS = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:", "`weights_only` was not set")
+
+
+class _DropBanners(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(CLI_BANNERS)
+
+
+def quiet_lightning(keep_info: bool = False) -> None:
+    """Silence Lightning's info banners and the known warnings above; warnings and errors still show.
+
+    With `keep_info` (the `fit` command), only the banners in CLI_BANNERS go: the seed, a resume and why
+    training stopped are still said.
+    """
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        if not keep_info:
+            logger.setLevel(logging.WARNING)
+        for handler in logger.handlers:  # a logger's own filters would miss its children's records
+            if not any(isinstance(f, _DropBanners) for f in handler.filters):
+                handler.addFilter(_DropBanners())
     for pattern in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
 
