@@ -207,7 +207,7 @@ def test_non_finite_loss_stops_training_naming_the_step(tmp_path):
 
     model.forward = poisoned
     exp.model.hparams.generate_per_task = 0
-    with pytest.raises(DivergenceError, match="global step"):  # the sanity check already sees NaN
+    with pytest.raises(DivergenceError, match="global step"):  # the first validation already sees NaN
         exp.trainer.fit(exp.model, datamodule=exp.datamodule)
     for ckpt in (tmp_path / "checkpoints").rglob("*.ckpt"):
         state = load_checkpoint(ckpt)["state_dict"]
