@@ -29,11 +29,9 @@ ablation: verify data
 chromium:
 	.ci/ensure-chromium
 
-# Set-up and the chromium install run side by side (pip and apt-get each wait on disk much of the time).
-# Then two workers, each taking whole files (a notebook's cells share one kernel) on one thread each.
+# Two workers, each taking whole files (a notebook's cells share one kernel) on one thread each.
 TEST_WORKERS ?= 2
-test:
-	$(MAKE) --no-print-directory -j2 setup chromium
+test: setup chromium
 	OMP_NUM_THREADS=1 ARCLIB_SMOKE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks \
 		--nbval-lax --nbval-current-env --durations=15
 

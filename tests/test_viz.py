@@ -621,26 +621,37 @@ def test_quiet_lightning_hides_banners_and_known_warnings_but_not_others():
 
 def test_fit_command_drops_only_the_banners():
     import logging
+    import warnings
 
-    # Lightning gives its logger a handler of its own when the root logger has none, as in `fit`.
-    logger, handler = logging.getLogger("lightning.pytorch"), logging.StreamHandler()
-    logger.addHandler(handler)
-    try:
-        quiet_lightning(keep_info=True)
-        quiet_lightning(keep_info=True)  # twice adds no second filter
-    finally:
-        logger.removeHandler(handler)
+    root, lightning_logger = logging.getLogger(), logging.getLogger("lightning.pytorch")
+    own, roots = logging.StreamHandler(), logging.StreamHandler()
+    saved = {h: list(h.filters) for h in root.handlers}
 
-    def shown(message: str) -> bool:
+    def shown(handler, message: str) -> bool:
         record = logging.LogRecord(
             "lightning.pytorch.utilities.rank_zero", logging.INFO, "", 0, message, (), None
         )
         return bool(handler.filter(record))
 
-    assert not shown("GPU available: False, used: False")
-    assert not shown("`weights_only` was not set, defaulting to `False`.")
-    assert shown("Seed set to 307") and shown("Restoring states from the checkpoint path at last.ckpt")
-    assert len(handler.filters) == len(set(map(type, handler.filters)))
+    try:
+        with warnings.catch_warnings():
+            lightning_logger.addHandler(own)  # Lightning's own handler, when the root logger has none (`fit`)
+            quiet_lightning(keep_info=True)
+            quiet_lightning(keep_info=True)  # twice adds no second filter
+            lightning_logger.removeHandler(own)
+            root.addHandler(roots)  # otherwise Lightning logs through the root's handlers
+            quiet_lightning(keep_info=True)
+        for handler in (own, roots):
+            assert not shown(handler, "GPU available: False, used: False")
+            assert not shown(handler, "`weights_only` was not set, defaulting to `False`.")
+            assert shown(handler, "Seed set to 307")
+            assert shown(handler, "Restoring states from the checkpoint path at last.ckpt")
+        assert len(own.filters) == 1
+    finally:
+        lightning_logger.removeHandler(own)
+        root.removeHandler(roots)
+        for handler, filters in saved.items():
+            handler.filters[:] = filters
 
 
 def test_fit_summary_gives_metrics_best_checkpoint_and_log_paths(tmp_path):

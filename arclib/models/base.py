@@ -25,16 +25,28 @@ def novel_colour_targets(batch: tk.Batch) -> torch.Tensor:
 
 
 def select_rows(state, keep: torch.Tensor):
-    """The generation state of the samples `keep` (indices into dim 0 of every tensor the state holds)."""
-    if isinstance(state, torch.Tensor):
-        return state[keep]
-    if isinstance(state, dict):
-        return {k: select_rows(v, keep) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(select_rows(v, keep) for v in state)
-    if hasattr(state, "select_rows"):
-        return state.select_rows(keep)
-    return state  # a count, such as a cache's length
+    """The generation state of the samples `keep` (indices into dim 0 of every tensor the state holds).
+
+    A tensor the state holds more than once (the memory every decoder layer reads) is copied once.
+    """
+    copies = {}
+
+    def select(x):
+        if isinstance(x, torch.Tensor):
+            if id(x) not in copies:
+                copies[id(x)] = x[keep]
+            return copies[id(x)]
+        if isinstance(x, dict):
+            return {k: select(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(select(v) for v in x)
+        if hasattr(x, "select_rows"):
+            return x.select_rows(keep)
+        if x is None or isinstance(x, int):  # a cache's length
+            return x
+        raise TypeError(f"cannot select samples from a {type(x).__name__} in a generation state")
+
+    return select(state)
 
 
 class ArcModel(nn.Module):

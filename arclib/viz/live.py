@@ -229,7 +229,9 @@ def quiet_lightning(keep_info: bool = False) -> None:
         logger = logging.getLogger(name)
         if not keep_info:
             logger.setLevel(logging.WARNING)
-        for handler in logger.handlers:  # a logger's own filters would miss its children's records
+        # On handlers, since a logger's own filters miss its children's records; Lightning adds a handler of
+        # its own only when the root logger has none, and logs through the root's otherwise.
+        for handler in logger.handlers or logging.getLogger().handlers:
             if not any(isinstance(f, _DropBanners) for f in handler.filters):
                 handler.addFilter(_DropBanners())
     for pattern in KNOWN_WARNINGS:
