@@ -61,9 +61,7 @@ def _fit(argv: list[str]) -> int:
     from arclib.training.callbacks import RunLockedError
     from arclib.training.checkpoints import CheckpointError, DivergenceError
     from arclib.training.cli import dashes_to_underscores, fit_help, make_cli
-    from arclib.viz.live import quiet_lightning
 
-    quiet_lightning(keep_info=True)
     if "-h" in argv or "--help" in argv:
         print(fit_help())
         return 0
@@ -81,6 +79,10 @@ def _fit(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("fit", "evaluate", "bench", "ablation", "report", "tune"):
+        from arclib.viz.live import quiet_lightning
+
+        quiet_lightning(keep_info=True)  # Lightning's accelerator banners and advert say nothing here
     if argv and argv[0] == "fit":  # LightningCLI parses its own arguments
         return _fit(argv[1:])
     if argv and argv[0] in ("evaluate", "bench", "ablation", "report", "tune"):
