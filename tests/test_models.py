@@ -12,7 +12,7 @@ from arclib.data import tokens as tk
 from arclib.data.tokens import Episode, collate
 from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_table
 from arclib.models.base import novel_colour_targets
-from arclib.models.base import select_rows as _select
+from arclib.models.base import select_rows as real_select_rows
 from arclib.models.champion import segment_mask, segment_positions, task_code
 from arclib.models.layers import PADDING, QUERY, ColourCanon, Grid2D, RoPE, pair_segments, sinusoidal
 
@@ -150,7 +150,7 @@ def test_dropping_finished_samples_from_the_state_changes_no_output(name, monkey
 
     calls = []
     monkeypatch.setattr(
-        base, "select_rows", lambda state, keep: calls.append(len(keep)) or _select(state, keep)
+        base, "select_rows", lambda state, keep: calls.append(len(keep)) or real_select_rows(state, keep)
     )
     for seed in range(8):
         if calls:

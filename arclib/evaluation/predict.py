@@ -37,8 +37,8 @@ def generate_tokens(
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             chosen = [episodes[i] for i in idx]
-            budget = torch.tensor([generation_budget(e) for e in chosen])
-            tokens, logprob = model.generate(collate(chosen).to(device), max_len=budget.to(device))
+            budget = torch.tensor([generation_budget(e) for e in chosen], device=device)
+            tokens, logprob = model.generate(collate(chosen).to(device), max_len=budget)
             for j, i in enumerate(idx):
                 row = tokens[j].tolist()
                 end = row.index(PAD) if PAD in row else len(row)  # PAD only follows the stop
