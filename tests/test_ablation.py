@@ -11,6 +11,7 @@ import yaml
 from arclib import ablation
 from arclib.evaluation import report as rp
 from arclib.training import load_experiment
+from arclib.training.cli import CONFIG_DIR
 
 ARMS = ["exp_0_encoder_decoder", "exp_3_champion"]
 QUICK = ["--trainer.max_epochs=1", "--model.generate_per_task=0"]
@@ -240,6 +241,21 @@ def test_a_run_on_a_gpu_slot_sees_only_its_gpus(tmp_path, monkeypatch):
     assert "--model.generate_per_task=0" in seen["cmd"]
     ablation._start(("exp_3_champion", 307), "cpu", tmp_path, ["--model.generate_per_task=3"], 1)
     assert seen["cmd"][-1] == "--model.generate_per_task=3"
+
+
+def test_cpu_runs_validate_every_other_epoch_and_always_the_last(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(ablation.subprocess, "Popen", lambda cmd, **kwargs: seen.update(cmd=cmd))
+    for profile in ("cpu", "full"):
+        ablation._start(("exp_3_champion", 307), profile, tmp_path, [], 1)
+        every = ablation.VALIDATE_EVERY_N_EPOCHS.get(profile, 1)
+        assert f"--trainer.check_val_every_n_epoch={every}" in seen["cmd"]
+        # the last epoch is the one that selected the checkpoint in every cpu run measured, so it is validated
+        max_epochs = yaml.safe_load((CONFIG_DIR / "profiles" / f"{profile}.yaml").read_text())["trainer"][
+            "max_epochs"
+        ]
+        assert max_epochs % every == 0, (profile, max_epochs, every)
+    assert ablation.VALIDATE_EVERY_N_EPOCHS["cpu"] == 2
 
 
 def test_the_evaluation_job_runs_the_report_on_that_run_alone(tmp_path, monkeypatch):
