@@ -14,7 +14,17 @@ from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_
 from arclib.models.base import novel_colour_targets
 from arclib.models.base import select_rows as real_select_rows
 from arclib.models.champion import segment_mask, segment_positions, task_code
-from arclib.models.layers import PADDING, QUERY, ColourCanon, Grid2D, RoPE, pair_segments, sinusoidal
+from arclib.models.layers import (
+    PADDING,
+    QUERY,
+    Block,
+    ColourCanon,
+    Grid2D,
+    RoPE,
+    gather_rows,
+    pair_segments,
+    sinusoidal,
+)
 
 ATOL = 1e-5
 
@@ -477,3 +487,18 @@ def test_kv_cache_grows_and_keeps_every_entry():
         torch.testing.assert_close(got_k, torch.cat(keys, 2), rtol=0, atol=0)
         torch.testing.assert_close(got_v, torch.cat(values, 2), rtol=0, atol=0)
     assert cache["kv"].shape[3] >= cache["length"] == 227
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_block_computed_at_some_rows_equals_the_whole_block_at_those_rows(causal):
+    # The decoder-only model runs its last block at the target positions only; each sample has its own.
+    torch.manual_seed(0)
+    block, rope = Block(d_model=16, n_heads=2, d_ff=32, dropout=0.0).eval(), RoPE(8)
+    x = torch.randn(3, 12, 16)
+    pos = torch.arange(12).expand(3, -1)
+    rows = torch.tensor([[0, 1, 2], [5, 6, 7], [9, 10, 11]])  # the first and last positions included
+    with torch.no_grad():
+        whole = gather_rows(block(x, causal=causal, rope=rope, pos=pos), rows)
+        torch.testing.assert_close(block(x, causal=causal, rope=rope, pos=pos, rows=rows), whole)
+        shifted = block(x, causal=causal, rope=rope, pos=pos, rows=(rows + 1).clamp(max=11))
+    assert not torch.allclose(shifted, whole, atol=1e-4)  # negative control: other rows give other outputs

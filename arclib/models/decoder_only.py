@@ -25,7 +25,8 @@ class DecoderOnly(ArcModel):
     """Token + role embedding, RoPE on queries and keys, logits at the target positions.
 
     Each sample's sequence is packed as [real source tokens, tgt_in, padding]: padding then sits after every
-    real token, so plain causal attention never reads it and no (T, T) mask is built. The packed index of a
+    real token, so plain causal attention never reads it and no (T, T) mask is built (the last block, which
+    computes the target rows only, masks them by position). The packed index of a
     real token equals its count of earlier real tokens (cumsum(mask) - 1), so RoPE positions do not depend on
     how much padding the batch adds.
     """
@@ -54,9 +55,11 @@ class DecoderOnly(ArcModel):
         role = torch.full_like(seq, tk.ROLE_QUERY_OUT).scatter(1, src_dest, batch.src_role)
         x = self.drop(self.tok_emb(seq) + self.role_emb(role))  # (B, S+T, D)
         pos = torch.arange(S + T, device=x.device).expand(B, -1)
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             x = block(x, causal=True, rope=self.rope, pos=pos)
-        x = x.gather(1, tgt_dest[..., None].expand(-1, -1, x.shape[-1]))  # (B, T, D)
+        # Only the target positions' outputs are read, so the last block computes keys and values everywhere
+        # but its queries, attention output and MLP at the T target positions alone.
+        x = self.blocks[-1](x, causal=True, rope=self.rope, pos=pos, rows=tgt_dest)  # (B, T, D)
         return self.head(self.ln_f(x))
 
     def start(self, batch: tk.Batch) -> dict:

@@ -37,13 +37,18 @@ class Attention(nn.Module):
         B, T, D = x.shape
         return x.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
 
-    def forward(self, x, memory=None, mask=None, causal=False, rope=None, pos=None, cache=None):
-        B, T, D = x.shape
-        q = self._heads(self.q(x))
+    def forward(self, x, memory=None, mask=None, causal=False, rope=None, pos=None, cache=None, rows=None):
+        """`rows` (B, T'): self-attention outputs at those positions of x only, each reading keys up to its own
+        position when `causal`."""
+        B, _, D = x.shape
+        q = self._heads(self.q(x if rows is None else gather_rows(x, rows)))
         if memory is None:
             k, v = (self._heads(t) for t in self.kv(x).chunk(2, dim=-1))
             if rope is not None:  # rotate before caching, so cached keys keep their own positions
-                q, k = rope(q, pos), rope(k, pos)
+                q, k = rope(q, pos if rows is None else pos.gather(1, rows)), rope(k, pos)
+            if rows is not None and causal:  # (B, 1, T', T): each row reads the keys up to its own position
+                keys = torch.arange(x.shape[1], device=x.device)
+                mask, causal = (keys <= rows[..., None]).unsqueeze(1), False
             if cache is not None:
                 k, v = _append_to_cache(cache, k, v)
         elif cache is not None and "k" in cache:
@@ -53,7 +58,12 @@ class Attention(nn.Module):
             if cache is not None:  # read at every step: contiguous heads decode faster than strided views
                 cache["k"], cache["v"] = k.contiguous(), v.contiguous()
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, T, Dh)
-        return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, D)))
+        return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, -1, D)))
+
+
+def gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T') -> (B, T', D): each sample's positions `rows`."""
+    return x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def _append_to_cache(cache: dict, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,8 +105,10 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = MLP(d_model, d_ff, dropout)
 
-    def forward(self, x, mask=None, causal=False, rope=None, pos=None, cache=None):
-        x = x + self.attn(self.ln1(x), mask=mask, causal=causal, rope=rope, pos=pos, cache=cache)
+    def forward(self, x, mask=None, causal=False, rope=None, pos=None, cache=None, rows=None):
+        """`rows` (B, T'): the outputs at those positions only (B, T', D); every position is still read."""
+        h = self.attn(self.ln1(x), mask=mask, causal=causal, rope=rope, pos=pos, cache=cache, rows=rows)
+        x = (x if rows is None else gather_rows(x, rows)) + h
         return x + self.mlp(self.ln2(x))
 
 
