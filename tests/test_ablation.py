@@ -11,7 +11,6 @@ import yaml
 from arclib import ablation
 from arclib.evaluation import report as rp
 from arclib.training import load_experiment
-from arclib.training.cli import CONFIG_DIR
 
 ARMS = ["exp_0_encoder_decoder", "exp_3_champion"]
 QUICK = ["--trainer.max_epochs=1", "--model.generate_per_task=0"]
@@ -60,8 +59,17 @@ def test_ablation_trains_every_seed_side_by_side(tmp_path):
         assert config["seed_everything"] == seed and (run_dir / "version_0" / "metrics.csv").exists()
     running = {run: (None, None, began) for run in runs} | {("exp_1_grid2d", 307): (None, None, began)}
     status = ablation._status(tmp_path, running)
-    assert "exp_3_champion/seed_307: 1 epoch(s), heldout_loss" in status
-    assert "exp_1_grid2d/seed_307: first epoch" in status
+    assert "exp_3_champion/seed_307: epoch 1, heldout_loss" in status
+    assert "exp_1_grid2d/seed_307: not validated yet" in status
+
+
+def test_status_names_the_last_validated_epoch_when_not_every_epoch_is_validated(tmp_path):
+    csv_dir = tmp_path / "runs" / "exp_3_champion" / "seed_307" / "version_0"
+    csv_dir.mkdir(parents=True)
+    rows = ["epoch,step,train_loss,heldout_loss", "0,50,2.0,", "1,122,,1.50", "2,150,1.2,", "3,244,,1.25"]
+    (csv_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
+    status = ablation._status(tmp_path, {("exp_3_champion", 307): (None, None, 0.0)})
+    assert status == "exp_3_champion/seed_307: epoch 4, heldout_loss 1.250"  # two validations, fourth epoch
 
 
 def test_ablation_names_the_failed_run_and_its_log(tmp_path):
@@ -243,19 +251,20 @@ def test_a_run_on_a_gpu_slot_sees_only_its_gpus(tmp_path, monkeypatch):
     assert seen["cmd"][-1] == "--model.generate_per_task=3"
 
 
-def test_cpu_runs_validate_every_other_epoch_and_always_the_last(tmp_path, monkeypatch):
-    seen = {}
-    monkeypatch.setattr(ablation.subprocess, "Popen", lambda cmd, **kwargs: seen.update(cmd=cmd))
-    for profile in ("cpu", "full"):
-        ablation._start(("exp_3_champion", 307), profile, tmp_path, [], 1)
-        every = ablation.VALIDATE_EVERY_N_EPOCHS.get(profile, 1)
-        assert f"--trainer.check_val_every_n_epoch={every}" in seen["cmd"]
-        # the last epoch is the one that selected the checkpoint in every cpu run measured, so it is validated
-        max_epochs = yaml.safe_load((CONFIG_DIR / "profiles" / f"{profile}.yaml").read_text())["trainer"][
-            "max_epochs"
-        ]
-        assert max_epochs % every == 0, (profile, max_epochs, every)
-    assert ablation.VALIDATE_EVERY_N_EPOCHS["cpu"] == 2
+def test_the_recipes_cpu_runs_validate_every_other_epoch_and_always_the_last(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        ablation, "train_experiments", lambda exps, profile, root, extra, *a, **k: seen.append(extra)
+    )
+    for argv in (["--profile", "cpu"], ["--profile", "cpu", "--model.scheduler_t0=3"], ["--profile", "full"]):
+        ablation.main([*argv, "--output-root", str(tmp_path), "--skip-notebook"])
+    assert seen == [["--trainer.check_val_every_n_epoch=2"], ["--model.scheduler_t0=3"], []]
+    # Measured for one cosine cycle that ends at the last epoch, and that last epoch is validated.
+    recipe = yaml.safe_load((ablation.CONFIG_DIR / "base.yaml").read_text())
+    cpu = yaml.safe_load((ablation.CONFIG_DIR / "profiles" / "cpu.yaml").read_text())
+    max_epochs = cpu["trainer"]["max_epochs"]
+    assert max_epochs == cpu.get("model", {}).get("scheduler_t0", recipe["model"]["scheduler_t0"])
+    assert max_epochs % ablation.VALIDATE_EVERY_N_EPOCHS["cpu"] == 0
 
 
 def test_the_evaluation_job_runs_the_report_on_that_run_alone(tmp_path, monkeypatch):

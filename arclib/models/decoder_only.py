@@ -25,10 +25,9 @@ class DecoderOnly(ArcModel):
     """Token + role embedding, RoPE on queries and keys, logits at the target positions.
 
     Each sample's sequence is packed as [real source tokens, tgt_in, padding]: padding then sits after every
-    real token, so plain causal attention never reads it and no (T, T) mask is built (the last block, which
-    computes the target rows only, masks them by position). The packed index of a
-    real token equals its count of earlier real tokens (cumsum(mask) - 1), so RoPE positions do not depend on
-    how much padding the batch adds.
+    real token, so plain causal attention never reads it. Only the last block, which computes the T target rows
+    alone, builds a (B, 1, T, S+T) causal mask. The packed index of a real token equals its count of earlier
+    real tokens (cumsum(mask) - 1), so RoPE positions do not depend on how much padding the batch adds.
     """
 
     def __init__(self, config: DecoderOnlyConfig):

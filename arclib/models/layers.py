@@ -46,9 +46,10 @@ class Attention(nn.Module):
             k, v = (self._heads(t) for t in self.kv(x).chunk(2, dim=-1))
             if rope is not None:  # rotate before caching, so cached keys keep their own positions
                 q, k = rope(q, pos if rows is None else pos.gather(1, rows)), rope(k, pos)
-            if rows is not None and causal:  # (B, 1, T', T): each row reads the keys up to its own position
+            if rows is not None and causal:  # is_causal would align these rows with the first T' keys
+                assert mask is None and cache is None
                 keys = torch.arange(x.shape[1], device=x.device)
-                mask, causal = (keys <= rows[..., None]).unsqueeze(1), False
+                mask, causal = (keys <= rows[..., None]).unsqueeze(1), False  # (B, 1, T', T)
             if cache is not None:
                 k, v = _append_to_cache(cache, k, v)
         elif cache is not None and "k" in cache:
@@ -57,7 +58,7 @@ class Attention(nn.Module):
             k, v = (self._heads(t) for t in self.kv(memory).chunk(2, dim=-1))
             if cache is not None:  # read at every step: contiguous heads decode faster than strided views
                 cache["k"], cache["v"] = k.contiguous(), v.contiguous()
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, T, Dh)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, T or T', Dh)
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, -1, D)))
 
 
