@@ -126,3 +126,22 @@ def test_make_setup_installs_nbstripout_and_pyproject_lists_it():
     assert "nbstripout --install" in (ROOT / "Makefile").read_text()
     assert '"nbstripout"' in (ROOT / "pyproject.toml").read_text()
     assert shutil.which("nbstripout", path=os.path.dirname(os.sys.executable)) or shutil.which("nbstripout")
+
+
+def test_install_venv_passes_pip_configuration_on_to_uv(tmp_path, monkeypatch):
+    """uv ignores pip's configuration; without its local wheel folder uv would fetch the CUDA build of torch."""
+    from importlib.machinery import SourceFileLoader
+
+    install = SourceFileLoader("install_venv", str(ROOT / ".ci" / "install-venv")).load_module()
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nfind-links = /from/file\nextra-index-url = file:///a file:///b\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple")
+    monkeypatch.setenv("PIP_FIND_LINKS", "/from/env")
+    config = install.pip_config(Path(shutil.which("python3")))
+    assert config["find-links"] == ["/from/env"]  # the environment wins, as in pip
+    assert config["extra-index-url"] == ["file:///a", "file:///b"]
+    options = install.uv_options(config)
+    assert options[options.index("--index-url") + 1] == "https://mirror.example/simple"
+    assert options[options.index("--find-links") + 1] == "/from/env"
+    assert options.count("--extra-index-url") == 2
