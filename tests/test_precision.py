@@ -11,6 +11,7 @@ from arclib.data.tokens import Episode, collate
 from arclib.models import MODEL_NAMES, build_model
 from arclib.training import precision
 from arclib.training.precision import resolve_precision
+from arclib.training.time_to_accuracy import score
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -113,3 +114,18 @@ def test_a_batch_pins_every_tensor_for_the_dataloader(monkeypatch):
             assert (
                 getattr(pinned, name).is_pinned() if torch.cuda.is_available() else id(value) in pinned_ids
             ), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_held_out_scoring_runs_on_the_models_device(device):
+    """The time-to-accuracy scoring (generation and teacher-forced loss) takes a model on any device."""
+    rng = np.random.default_rng(1)
+
+    def g():
+        return rng.integers(0, 10, size=(3, 3)).astype(np.int8)
+
+    episodes = [Episode(f"task{k % 2}", [(g(), g()), (g(), g())], g(), g()) for k in range(4)]
+    model = build_model(MODEL_NAMES[-1], "tiny").to(device)
+    row = score(model, episodes)
+    assert set(row["per_task_exact"]) == {"task0", "task1"} and row["loss"] > 0
+    assert next(model.parameters()).device.type == device

@@ -185,10 +185,11 @@ def problems_digest(problems: dict[str, list[Problem]]) -> str:
 def task_losses(model, episodes: list[Episode], batch_size: int = 32) -> dict[str, float]:
     """Teacher-forced loss per target token within each task."""
     model.eval()
+    device = next(model.parameters()).device
     total, count = defaultdict(float), defaultdict(int)
     for s in range(0, len(episodes), batch_size):
         chunk = episodes[s : s + batch_size]
-        batch = collate(chunk)
+        batch = collate(chunk).to(device)
         nll = token_nll(model(batch), batch.tgt_out).sum(dim=1)
         tokens = (batch.tgt_out != PAD).sum(dim=1)
         for e, loss, n in zip(chunk, nll.tolist(), tokens.tolist()):
