@@ -6,7 +6,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .PHONY: setup chromium data verify ablation test lint format lab clean-runs
 
-# uv installs in about 25 s where pip takes about 2 min; it falls back to pip (.ci/install-venv says why).
+# uv installs in about 30 s where pip takes about 2 min; it falls back to pip (.ci/install-venv says why).
 $(VENV)/.done: pyproject.toml constraints-cpu.txt .ci/install-venv
 	python3 .ci/install-venv $(VENV)
 	touch $@
