@@ -6,7 +6,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .PHONY: setup chromium data verify ablation test lint format lab clean-runs
 
-# uv installs in about 30 s where pip takes about 2 min; it falls back to pip (.ci/install-venv says why).
+# uv installs several times faster than pip (README); it falls back to pip (.ci/install-venv says why).
 $(VENV)/.done: pyproject.toml constraints-cpu.txt .ci/install-venv
 	python3 .ci/install-venv $(VENV)
 	touch $@
@@ -30,10 +30,8 @@ chromium:
 	.ci/ensure-chromium
 
 # Two workers, each taking whole files (a notebook's cells share one kernel) on one thread each.
-# Set-up and chromium's install run side by side (about 30 s each on a fresh machine).
 TEST_WORKERS ?= 2
-test:
-	@$(MAKE) --no-print-directory -j2 setup chromium
+test: setup chromium
 	OMP_NUM_THREADS=1 ARCLIB_SMOKE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks \
 		--nbval-lax --nbval-current-env --durations=15
 

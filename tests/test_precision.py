@@ -8,6 +8,7 @@ import torch
 
 from arclib.data import tokens as tk
 from arclib.data.tokens import Episode, collate
+from arclib.evaluation.report import task_losses
 from arclib.models import MODEL_NAMES, build_model
 from arclib.training import precision
 from arclib.training.precision import resolve_precision
@@ -116,15 +117,31 @@ def test_a_batch_pins_every_tensor_for_the_dataloader(monkeypatch):
             ), name
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_held_out_scoring_runs_on_the_models_device(device):
-    """The time-to-accuracy scoring (generation and teacher-forced loss) takes a model on any device."""
-    rng = np.random.default_rng(1)
+def small_episodes(n=4, seed=1) -> list[Episode]:
+    rng = np.random.default_rng(seed)
 
     def g():
         return rng.integers(0, 10, size=(3, 3)).astype(np.int8)
 
-    episodes = [Episode(f"task{k % 2}", [(g(), g()), (g(), g())], g(), g()) for k in range(4)]
+    return [Episode(f"task{k % 2}", [(g(), g()), (g(), g())], g(), g()) for k in range(n)]
+
+
+def test_held_out_loss_moves_its_batches_to_the_models_device(monkeypatch):
+    """On a CPU-only machine as well: every batch the teacher-forced loss builds goes to the model's device
+    (it once stayed on the CPU, so scoring a model on a GPU crashed)."""
+    moved_to = []
+    to = tk.Batch.to
+    monkeypatch.setattr(
+        tk.Batch, "to", lambda self, device: moved_to.append(torch.device(device)) or to(self, device)
+    )
+    task_losses(build_model(MODEL_NAMES[-1], "tiny"), small_episodes(n=40), batch_size=32)
+    assert moved_to == [torch.device("cpu")] * 2
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_held_out_scoring_runs_on_the_models_device(device):
+    """The time-to-accuracy scoring (generation and teacher-forced loss) takes a model on any device."""
+    episodes = small_episodes()
     model = build_model(MODEL_NAMES[-1], "tiny").to(device)
     row = score(model, episodes)
     assert set(row["per_task_exact"]) == {"task0", "task1"} and row["loss"] > 0
