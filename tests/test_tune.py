@@ -31,7 +31,9 @@ from arclib.training.tune import (
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "exp_3_champion"
-FAST = ("--trainer.limit_train_batches=2",)  # smoke profile, 2 training batches per epoch
+# Smoke profile, 2 training batches an epoch, and no free generation: a trial is scored on heldout_loss, and
+# generation is most of a smoke run's time.
+FAST = ("--trainer.limit_train_batches=2", "--model.generate_per_task=0")
 
 
 def space_file(tmp_path, edit) -> Path:
