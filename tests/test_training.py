@@ -120,11 +120,12 @@ def test_every_experiment_trains_from_the_cli(tmp_path, experiment):
 
 
 def test_resume_continues_from_last_checkpoint(tmp_path):
-    fit_cli(tmp_path, "exp_1_grid2d", "--trainer.max_epochs=1")
+    no_generation = "--model.generate_per_task=0"  # not under test, and most of a smoke run's time
+    fit_cli(tmp_path, "exp_1_grid2d", "--trainer.max_epochs=1", no_generation)
     last = tmp_path / "checkpoints/exp_1_grid2d/seed_307/last.ckpt"
     step = load_checkpoint(last)["global_step"]
     assert step > 0
-    fit_cli(tmp_path, "exp_1_grid2d", "--trainer.max_epochs=2", "--ckpt_path", "last")
+    fit_cli(tmp_path, "exp_1_grid2d", "--trainer.max_epochs=2", "--ckpt_path", "last", no_generation)
     resumed = load_checkpoint(last)
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * step
 
@@ -178,7 +179,8 @@ def test_kill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path):
 def test_two_process_ddp_on_cpu(tmp_path):
     out = fit_cli(
         tmp_path, "exp_2_perminv", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
-        "--trainer.max_epochs=1", process=True,  # DDP launches its workers by re-running the command line
+        "--trainer.max_epochs=1", "--model.generate_per_task=0",
+        process=True,  # DDP launches its workers by re-running the command line
     )  # fmt: skip
     assert "distributed_backend=gloo" in out.stdout + out.stderr
     assert (tmp_path / "checkpoints/exp_2_perminv/seed_307/last.ckpt").exists()
