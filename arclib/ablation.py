@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -229,6 +230,11 @@ def train_experiments(
     finally:
         for process, *_ in running.values():  # interrupted: stop the children too
             process.terminate()
+        for process, *_ in running.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
     if failures:
         raise AblationError("\n\n".join(failures))
     return seconds
@@ -270,8 +276,14 @@ def run_analysis_notebook(output_root: Path, profile: str) -> Path:
     return executed
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops the runs this process started
+
+
 def main(argv: list[str] | None = None) -> int:
     from arclib.evaluation import report
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's or `kill`'s stop leaves no orphaned run
 
     parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

@@ -2,7 +2,12 @@
 failures named, and the report written from the runs."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +290,38 @@ def test_the_evaluation_job_runs_the_report_on_that_run_alone(tmp_path, monkeypa
     monkeypatch.setattr(rp, "evaluate_model", lambda *a: pytest.fail("evaluated again"))
     argv = ["--profile", "smoke", "--output-root", str(tmp_path), "--skip-training", "--skip-notebook"]
     assert ablation.main(argv) == 0 and (tmp_path / "checkpoints" / "ablation_results.json").exists()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                if (entry / "stat").read_text().split(") ")[1][0] != "Z":  # a zombie has ended
+                    found.append(int(entry.name))
+        except OSError:  # ended while we looked
+            continue
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_stops_the_runs_it_started(tmp_path):
+    """`kill` or a scheduler stopping `ablation` stops its training runs too, instead of orphaning them."""
+    ablation_cmd = [
+        sys.executable, "-m", "arclib", "ablation", "--profile", "smoke", "--experiments", "exp_0_encoder_decoder",
+        "--seeds", "1", "--jobs", "1", "--skip-notebook", "--output-root", str(tmp_path),
+    ]  # fmt: skip
+    parent = subprocess.Popen(ablation_cmd, cwd=ablation.REPO_ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not [p for p in processes_mentioning(str(tmp_path)) if p != parent.pid]:
+        time.sleep(0.1)
+    children = [p for p in processes_mentioning(str(tmp_path)) if p != parent.pid]
+    assert children, "the ablation started no run within 60 s"
+    parent.send_signal(signal.SIGTERM)
+    status = parent.wait(timeout=60)
+    orphans = [p for p in processes_mentioning(str(tmp_path)) if p in children]
+    for pid in orphans:  # a failing run must not leave them behind either
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans, "training runs outlived the ablation that started them"
+    assert status == 128 + signal.SIGTERM
