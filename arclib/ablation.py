@@ -281,9 +281,17 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from arclib.evaluation import report
+    previous = signal.signal(
+        signal.SIGTERM, _exit_on_sigterm
+    )  # a scheduler's or `kill`'s stop orphans no run
+    try:
+        return _run(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # called in-process (a notebook, a test): leave it as it was
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's or `kill`'s stop leaves no orphaned run
+
+def _run(argv: list[str] | None) -> int:
+    from arclib.evaluation import report
 
     parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

@@ -98,7 +98,9 @@ def test_ablation_writes_the_report_from_existing_runs(tmp_path, monkeypatch, ca
                 arm,
             )
     argv = ["--profile", "smoke", "--output-root", str(tmp_path), "--skip-training", "--skip-notebook"]
+    handler = signal.getsignal(signal.SIGTERM)
     assert ablation.main(argv) == 0
+    assert signal.getsignal(signal.SIGTERM) is handler  # run in-process, it leaves SIGTERM as it found it
     report = json.loads((tmp_path / "checkpoints" / "ablation_results.json").read_text())
     assert report["per_task"] == ablation.EVAL_PER_TASK["smoke"]
     assert all(len(report["seeds"][arm]) == 3 for arm in ARMS)
