@@ -19,12 +19,14 @@ seed by seed in ABLATION_ARMS order, which puts the slowest (the decoder-only) f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -152,6 +154,25 @@ def _status(output_root: Path, running: dict) -> str:
     return "; ".join(parts)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops the runs this process started
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """While inside, SIGTERM (`kill`, a scheduler) raises SystemExit; the handler found is restored after."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@_sigterm_exits()  # stopped by `kill` or a scheduler, it stops its runs too instead of orphaning them
 def train_experiments(
     experiments: list[str],
     profile: str,
@@ -230,9 +251,10 @@ def train_experiments(
     finally:
         for process, *_ in running.values():  # interrupted: stop the children too
             process.terminate()
+        deadline = time.time() + 30  # for all of them together
         for process, *_ in running.values():
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 process.kill()
     if failures:
@@ -276,21 +298,7 @@ def run_analysis_notebook(output_root: Path, profile: str) -> Path:
     return executed
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops the runs this process started
-
-
 def main(argv: list[str] | None = None) -> int:
-    previous = signal.signal(
-        signal.SIGTERM, _exit_on_sigterm
-    )  # a scheduler's or `kill`'s stop orphans no run
-    try:
-        return _run(argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)  # called in-process (a notebook, a test): leave it as it was
-
-
-def _run(argv: list[str] | None) -> int:
     from arclib.evaluation import report
 
     parser = argparse.ArgumentParser(prog="python -m arclib ablation", description=__doc__, allow_abbrev=False,

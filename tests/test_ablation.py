@@ -1,6 +1,7 @@
 """The ablation job: N seeds per experiment, the same episode stream per seed for every arm, one folder per run,
 failures named, and the report written from the runs."""
 
+import contextlib
 import json
 import os
 import signal
@@ -46,11 +47,12 @@ def test_a_seed_gives_every_arm_the_same_episodes():
 
 
 def test_ablation_trains_every_seed_side_by_side(tmp_path):
-    done, began = [], time.time()
+    done, began, handler = [], time.time(), signal.getsignal(signal.SIGTERM)
     seconds = ablation.train_experiments(
         ["exp_3_champion"], "smoke", tmp_path, QUICK, jobs=2, on_done=lambda *a: done.append(a[1]),
         seed_list=[307, 308],
     )  # fmt: skip
+    assert signal.getsignal(signal.SIGTERM) is handler  # run in-process, it leaves SIGTERM as it found it
     runs = [("exp_3_champion", 307), ("exp_3_champion", 308)]
     assert (
         sorted(seconds) == sorted(runs)
@@ -98,9 +100,7 @@ def test_ablation_writes_the_report_from_existing_runs(tmp_path, monkeypatch, ca
                 arm,
             )
     argv = ["--profile", "smoke", "--output-root", str(tmp_path), "--skip-training", "--skip-notebook"]
-    handler = signal.getsignal(signal.SIGTERM)
     assert ablation.main(argv) == 0
-    assert signal.getsignal(signal.SIGTERM) is handler  # run in-process, it leaves SIGTERM as it found it
     report = json.loads((tmp_path / "checkpoints" / "ablation_results.json").read_text())
     assert report["per_task"] == ablation.EVAL_PER_TASK["smoke"]
     assert all(len(report["seeds"][arm]) == 3 for arm in ARMS)
@@ -294,13 +294,13 @@ def test_the_evaluation_job_runs_the_report_on_that_run_alone(tmp_path, monkeypa
     assert ablation.main(argv) == 0 and (tmp_path / "checkpoints" / "ablation_results.json").exists()
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains `text` (Linux /proc)."""
+def processes_mentioning(argument: str) -> list[int]:
+    """Live processes with `argument` as one of their command-line arguments (Linux /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                if (entry / "stat").read_text().split(") ")[1][0] != "Z":  # a zombie has ended
+            if entry.name.isdigit() and argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                if (entry / "stat").read_text().rsplit(") ", 1)[1][0] != "Z":  # a zombie has ended
                     found.append(int(entry.name))
         except OSError:  # ended while we looked
             continue
@@ -315,15 +315,23 @@ def test_sigterm_stops_the_runs_it_started(tmp_path):
         "--seeds", "1", "--jobs", "1", "--skip-notebook", "--output-root", str(tmp_path),
     ]  # fmt: skip
     parent = subprocess.Popen(ablation_cmd, cwd=ablation.REPO_ROOT, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not [p for p in processes_mentioning(str(tmp_path)) if p != parent.pid]:
-        time.sleep(0.1)
-    children = [p for p in processes_mentioning(str(tmp_path)) if p != parent.pid]
-    assert children, "the ablation started no run within 60 s"
-    parent.send_signal(signal.SIGTERM)
-    status = parent.wait(timeout=60)
-    orphans = [p for p in processes_mentioning(str(tmp_path)) if p in children]
-    for pid in orphans:  # a failing run must not leave them behind either
-        os.kill(pid, signal.SIGKILL)
-    assert not orphans, "training runs outlived the ablation that started them"
-    assert status == 128 + signal.SIGTERM
+
+    def runs() -> list[int]:
+        return [p for p in processes_mentioning(str(tmp_path)) if p != parent.pid]
+
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not runs():
+            time.sleep(0.1)
+        assert runs(), "no run started within 60 s"
+        parent.send_signal(signal.SIGTERM)
+        status = parent.wait(timeout=60)
+        orphans = processes_mentioning(str(tmp_path))  # the ablation has ended: whatever is left is an orphan
+        assert not orphans, "training runs outlived the ablation that started them"
+        assert status == 128 + signal.SIGTERM
+    finally:  # a failing check leaves nothing running either
+        parent.kill()
+        parent.wait()
+        for pid in processes_mentioning(str(tmp_path)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

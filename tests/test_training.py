@@ -179,8 +179,7 @@ def test_kill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path):
 def test_two_process_ddp_on_cpu(tmp_path):
     out = fit_cli(
         tmp_path, "exp_2_perminv", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
-        "--trainer.max_epochs=1", "--model.generate_per_task=0",
-        process=True,  # DDP launches its workers by re-running the command line
+        "--trainer.max_epochs=1", process=True,  # DDP launches its workers by re-running the command line
     )  # fmt: skip
     assert "distributed_backend=gloo" in out.stdout + out.stderr
     assert (tmp_path / "checkpoints/exp_2_perminv/seed_307/last.ckpt").exists()
