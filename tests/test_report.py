@@ -279,6 +279,7 @@ def test_bench_quick_prints_the_table(tmp_path, capsys):
             and row["model_flops_per_s"] > 0
         )
         assert row["generation_grids_per_s"] > 0 and row["peak_rss_mb"] > 0
+        assert row["generation_grids_per_s_fp32"] == row["generation_grids_per_s"]  # fp32 already on a CPU
 
 
 def test_seed_band_curves_span_the_seeds(tmp_path):
