@@ -11,8 +11,14 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from arclib.data import tokens as tk
+
+# Every SDPA backend but cuDNN's: it builds a plan for each new (batch, length) shape, and length-bucketed
+# batches and token-by-token generation keep making new ones. On an H200 under bf16 a training step on unseen
+# shapes took 400 ms with it and 43 ms without; generation ran 0.6 against 3.7 grids/s (README, On a GPU).
+ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class Attention(nn.Module):
@@ -58,7 +64,8 @@ class Attention(nn.Module):
             k, v = (self._heads(t) for t in self.kv(memory).chunk(2, dim=-1))
             if cache is not None:  # read at every step: contiguous heads decode faster than strided views
                 cache["k"], cache["v"] = k.contiguous(), v.contiguous()
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, T or T', Dh)
+        with sdpa_kernel(ATTENTION_BACKENDS):  # y: (B, H, T or T', Dh)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, -1, D)))
 
 
