@@ -492,7 +492,7 @@ def test_kv_cache_grows_and_keeps_every_entry():
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_attention_never_runs_on_cudnn(name, rng, monkeypatch):
-    # cuDNN's SDPA plans each new shape anew: 400 ms a training step on an H200 against 43 ms without it.
+    # cuDNN's SDPA plans each new shape anew, which made GPU training several times slower (README, On a GPU).
     cudnn_enabled = []
     sdpa = F.scaled_dot_product_attention
 
@@ -501,11 +501,16 @@ def test_attention_never_runs_on_cudnn(name, rng, monkeypatch):
         return sdpa(*args, **kwargs)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
-    assert torch.backends.cuda.cudnn_sdp_enabled()  # negative control: on outside the models' calls
-    model, batch = tiny(name), collate([episode(rng) for _ in range(2)])
-    with torch.no_grad():
-        model(batch)
-        model.generate(batch, max_len=5)
+    was_enabled = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(True)  # as torch enables it by default: the models must turn it off
+    try:
+        model, batch = tiny(name), collate([episode(rng) for _ in range(2)])
+        with torch.no_grad():
+            model(batch)
+            model.generate(batch, max_len=5)
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # negative control: still on outside the models' calls
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was_enabled)
     assert cudnn_enabled and not any(cudnn_enabled)
 
 

@@ -16,8 +16,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from arclib.data import tokens as tk
 
 # Every SDPA backend but cuDNN's: it builds a plan for each new (batch, length) shape, and length-bucketed
-# batches and token-by-token generation keep making new ones. On an H200 under bf16 a training step on unseen
-# shapes took 400 ms with it and 43 ms without; generation ran 0.6 against 3.7 grids/s (README, On a GPU).
+# batches and token-by-token generation keep making new ones, which made GPU training and generation several
+# times slower (README, On a GPU). On the CPU the context only sets flags.
 ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
