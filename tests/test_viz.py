@@ -687,3 +687,15 @@ def test_model_table_lists_sizes_and_the_ratio_to_the_champion():
     assert (
         "| exp_2_perminv_dff640 | matched | 160 | 4 | 1 encoder + 3 decoder | 640 |" in table
     )  # the control
+
+
+def test_seed_band_curves_keep_the_legend_outside_and_ticks_whole_with_one_epoch():
+    from arclib.viz.statistics import plot_seed_band_curves
+
+    one_epoch = {f"arm_{k}": [(np.array([0]), [2.6 + k / 100])] for k in range(6)}
+    fig = plot_seed_band_curves(one_epoch)
+    ax = fig.axes[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    assert not _boxes_overlap(ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer))
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks

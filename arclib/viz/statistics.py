@@ -83,7 +83,7 @@ def seed_curves(runs_dir: Path, seeds: dict[str, list[int]], metric: str) -> dic
 
 def plot_seed_band_curves(curves: dict[str, list[tuple]], metric: str = "heldout_loss"):
     """Per arm: the mean over seeds by epoch, with a band from the lowest to the highest seed."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for k, (arm, runs) in enumerate(curves.items()):
         epochs = sorted(set.intersection(*(set(x.tolist()) for x, _ in runs)))  # epochs every seed reached
         values = np.array([[dict(zip(x.tolist(), y))[e] for e in epochs] for x, y in runs])
@@ -91,8 +91,10 @@ def plot_seed_band_curves(curves: dict[str, list[tuple]], metric: str = "heldout
         if len(runs) > 1:
             ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=f"C{k}", alpha=0.2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last = max((max(x.tolist()) for runs in curves.values() for x, _ in runs), default=0)
+    ax.set_xlim(-0.3, max(last, 1) + 0.3)  # at least two whole epochs in view, so no fractional ticks
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric}: mean over seeds, band = lowest to highest seed")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # never over the curves
     fig.tight_layout()
     plt.close(fig)
     return fig
