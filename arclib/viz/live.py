@@ -93,16 +93,22 @@ def curves_figure(
     return fig
 
 
+def whole_epoch_axis(ax: Axes, last_epoch: float) -> None:
+    """Integer epoch ticks from 0 to `last_epoch`; at least two epochs in view, so one point gets no fractional ticks."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(-0.3, max(last_epoch, 1) + 0.3)
+
+
 def _finish_axes(ax: Axes, ylabel: str, max_epochs: int | None = None) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers, even with one point
     if max_epochs:
-        ax.set_xlim(-0.3, max(max_epochs - 1, 1) + 0.3)
+        whole_epoch_axis(ax, max_epochs - 1)
     elif ax.lines:
-        last = max(float(np.max(line.get_xdata())) for line in ax.lines)
-        ax.set_xlim(-0.3, max(last, 1) + 0.3)
+        whole_epoch_axis(ax, max(float(np.max(line.get_xdata())) for line in ax.lines))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if not ax.lines:
         ax.text(0.5, 0.5, "not logged yet", ha="center", va="center", transform=ax.transAxes, color="grey")
 

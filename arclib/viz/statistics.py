@@ -7,10 +7,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
 from arclib.evaluation.report import CONCLUSION_METRICS, EVAL_SETS, latest_csv, task_table
-from arclib.viz.live import read_metrics_csv
+from arclib.viz.live import read_metrics_csv, whole_epoch_axis
 
 
 def plot_forest(report: dict, set_name: str = "heldout", metric: str = "loss"):
@@ -90,9 +89,7 @@ def plot_seed_band_curves(curves: dict[str, list[tuple]], metric: str = "heldout
         ax.plot(epochs, values.mean(axis=0), color=f"C{k}", label=f"{arm} ({len(runs)} seeds)", marker=".")
         if len(runs) > 1:
             ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=f"C{k}", alpha=0.2)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    last = max((max(x.tolist()) for runs in curves.values() for x, _ in runs), default=0)
-    ax.set_xlim(-0.3, max(last, 1) + 0.3)  # at least two whole epochs in view, so no fractional ticks
+    whole_epoch_axis(ax, max((max(x.tolist()) for runs in curves.values() for x, _ in runs), default=0))
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric}: mean over seeds, band = lowest to highest seed")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # never over the curves
     fig.tight_layout()
