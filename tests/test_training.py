@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from arclib.__main__ import main
@@ -90,6 +90,33 @@ def test_trial69_recipe_from_the_configs(tmp_path):
     assert all("exp_3_champion/seed_307" in lg.log_dir for lg in trainer.loggers)
     assert trainer.precision == resolve_precision("auto")
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+class _StepLearningRates(Callback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("warmup", [0, 4])
+def test_warmup_scales_the_cosine_per_step_and_then_leaves_it_alone(tmp_path, warmup):
+    """2 steps an epoch, cosine restarting every 2 epochs: a 4-step warm-up crosses an epoch boundary, where it
+    must scale the cosine's new value rather than the base rate; with 0 the recipe's schedule is unchanged."""
+    exp = load_experiment(
+        "exp_3_champion", "smoke", "--output_root", str(tmp_path), "--trainer.max_epochs=3",
+        "--model.scheduler_t0=2", f"--model.warmup_steps={warmup}", "--model.generate_per_task=0",
+        "--trainer.enable_progress_bar=false",
+    )  # fmt: skip
+    record = _StepLearningRates()
+    exp.trainer.callbacks.append(record)
+    exp.trainer.fit(exp.model, datamodule=exp.datamodule)
+    base, low = exp.model.hparams.lr, exp.model.hparams.eta_min
+    mid = low + (base - low) / 2  # the cosine halfway through its 2-epoch cycle
+    recipe = [base, base, mid, mid, base, base]
+    scale = [1 / 4, 2 / 4, 3 / 4, 1, 1, 1] if warmup else [1] * 6
+    assert record.lrs == pytest.approx([s * lr for s, lr in zip(scale, recipe)], rel=1e-12)
 
 
 def test_monitor_can_be_the_heldout_loss(tmp_path):

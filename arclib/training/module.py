@@ -38,6 +38,7 @@ class ArcLitModule(L.LightningModule):
         scheduler_t0: int = 6,
         scheduler_t_mult: int = 1,
         eta_min: float = 1.6816632143867157e-06,
+        warmup_steps: int = 0,
         generate_per_task: int = 8,
         generate_every_n_epochs: int = 1,
     ):
@@ -81,6 +82,15 @@ class ArcLitModule(L.LightningModule):
             optimizer, T_0=hp.scheduler_t0, T_mult=hp.scheduler_t_mult, eta_min=hp.eta_min
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        # Linear warm-up over the first `warmup_steps` steps, scaling whatever the cosine gives, so the
+        # recipe's per-epoch schedule is untouched once it ends (and entirely when warmup_steps is 0).
+        if self.global_step < self.hparams.warmup_steps:
+            scale = (self.global_step + 1) / self.hparams.warmup_steps
+            for group, scheduled in zip(optimizer.param_groups, self.lr_schedulers().get_last_lr()):
+                group["lr"] = scale * scheduled
+        optimizer.step(closure=optimizer_closure)
 
     # validation -----------------------------------------------------------------------------------------
 

@@ -112,6 +112,7 @@ def check_module_hparams(hparams: dict, where: str = "model") -> None:
     for key in ("scheduler_t0", "scheduler_t_mult", "generate_every_n_epochs"):
         _at_least(f"{where}.{key}", hp[key], 1)
     _at_least(f"{where}.generate_per_task", hp["generate_per_task"], 0)
+    _at_least(f"{where}.warmup_steps", hp["warmup_steps"], 0)
 
 
 def check_data_hparams(data, where: str = "data") -> None:
