@@ -100,23 +100,37 @@ class _StepLearningRates(Callback):
         self.lrs.append(optimizer.param_groups[0]["lr"])
 
 
-@pytest.mark.parametrize("warmup", [0, 4])
-def test_warmup_scales_the_cosine_per_step_and_then_leaves_it_alone(tmp_path, warmup):
-    """2 steps an epoch, cosine restarting every 2 epochs: a 4-step warm-up crosses an epoch boundary, where it
-    must scale the cosine's new value rather than the base rate; with 0 the recipe's schedule is unchanged."""
+def step_learning_rates(
+    tmp_path, warmup: int, epochs: int, ckpt_path=None
+) -> tuple[list[float], list[float]]:
+    """The rate of each optimiser step of a smoke run (2 steps an epoch, cosine restarting every 2 epochs), and
+    what the recipe's schedule gives for 6 steps: base, base, halfway, halfway, base, base."""
     exp = load_experiment(
-        "exp_3_champion", "smoke", "--output_root", str(tmp_path), "--trainer.max_epochs=3",
+        "exp_3_champion", "smoke", "--output_root", str(tmp_path), f"--trainer.max_epochs={epochs}",
         "--model.scheduler_t0=2", f"--model.warmup_steps={warmup}", "--model.generate_per_task=0",
         "--trainer.enable_progress_bar=false",
     )  # fmt: skip
     record = _StepLearningRates()
     exp.trainer.callbacks.append(record)
-    exp.trainer.fit(exp.model, datamodule=exp.datamodule)
+    exp.trainer.fit(exp.model, datamodule=exp.datamodule, ckpt_path=ckpt_path)
     base, low = exp.model.hparams.lr, exp.model.hparams.eta_min
-    mid = low + (base - low) / 2  # the cosine halfway through its 2-epoch cycle
-    recipe = [base, base, mid, mid, base, base]
+    mid = low + (base - low) / 2
+    return record.lrs, [base, base, mid, mid, base, base]
+
+
+@pytest.mark.parametrize("warmup", [0, 4])
+def test_warmup_scales_the_cosine_per_step_and_then_leaves_it_alone(tmp_path, warmup):
+    """A 4-step warm-up crosses an epoch boundary, where it must scale the cosine's new value rather than the
+    base rate; with 0 the recipe's schedule is unchanged."""
+    lrs, recipe = step_learning_rates(tmp_path, warmup, epochs=3)
     scale = [1 / 4, 2 / 4, 3 / 4, 1, 1, 1] if warmup else [1] * 6
-    assert record.lrs == pytest.approx([s * lr for s, lr in zip(scale, recipe)], rel=1e-12)
+    assert lrs == pytest.approx([s * lr for s, lr in zip(scale, recipe)], rel=1e-12)
+
+
+def test_warmup_resumes_where_it_stopped(tmp_path):
+    step_learning_rates(tmp_path, 4, epochs=1)  # stops after 2 of the 4 warm-up steps
+    lrs, recipe = step_learning_rates(tmp_path, 4, epochs=3, ckpt_path="last")
+    assert lrs == pytest.approx([3 / 4 * recipe[2], *recipe[3:]], rel=1e-12)
 
 
 def test_monitor_can_be_the_heldout_loss(tmp_path):
@@ -250,6 +264,7 @@ def test_non_finite_loss_stops_training_naming_the_step(tmp_path):
         (["--data.data_dir", "/nonexistent/arc"], "/nonexistent/arc"),
         (["--model.preset", "huge"], "huge"),
         (["--data.batch_size", "many"], "batch_size"),
+        (["--model.warmup_steps=-1"], "model.warmup_steps: -1 must be a number >= 0"),
     ],
 )
 def test_bad_config_values_get_clear_errors(tmp_path, args, message):
