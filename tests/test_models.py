@@ -20,8 +20,10 @@ from arclib.models.layers import (
     QUERY,
     Block,
     ColourCanon,
+    Dropout,
     Grid2D,
     RoPE,
+    Segments,
     gather_rows,
     pair_segments,
     sinusoidal,
@@ -420,8 +422,51 @@ def test_pair_segments_and_block_diagonal_mask():
     # 1D positions restart in every pair and in the query input, so they say nothing about pair order
     positions = segment_positions(segment[None])[0].tolist()
     assert positions == [*range(pair_len), *range(pair_len), *range(1 + 2 * 2)]
-    mask = segment_mask(segment[None], b.src_mask)[0, 0]
+    segments = segment_mask(segment[None], b.src_mask)
+    assert segments.lengths == [[pair_len, pair_len, 1 + 2 * 2]]
+    mask = segments.tensor[0, 0]
     assert mask[0, :pair_len].all() and not mask[0, pair_len:].any()
+
+
+def test_attention_run_by_segment_equals_the_block_diagonal_mask():
+    """The CPU path (one attention call per segment) against one call with the block-diagonal mask, values and
+    gradients, at real tokens: segments of unequal length, an episode with one pair fewer (a segment of length
+    0), padding, and a one-token segment. A run misplaced by one token is caught (the negative control)."""
+    torch.manual_seed(0)
+    segment = torch.tensor(
+        [[0, 0, 0, 1, 1, 1, 1, QUERY, QUERY, PADDING], [0, 1, 1, QUERY, QUERY, QUERY] + [PADDING] * 4,
+         [0, 0, 0, 0, QUERY, QUERY] + [PADDING] * 4]
+    )  # fmt: skip
+    real = segment != PADDING
+    segments = segment_mask(segment, real)
+    assert segments.lengths == [[3, 4, 2], [1, 2, 3], [4, 0, 2]]
+    q, k, v = (torch.randn(3, 2, 10, 8, requires_grad=True) for _ in range(3))
+    by_segment = segments.attend(q, k, v)
+    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=segments.tensor)
+    keep = real[:, None, :, None].float()
+    torch.testing.assert_close(by_segment * keep, masked * keep)
+    assert (by_segment[~real[:, None, :].expand(-1, 2, -1)] == 0).all()
+    grads = torch.autograd.grad((by_segment * keep).square().sum(), (q, k, v))
+    for got, expected in zip(grads, torch.autograd.grad((masked * keep).square().sum(), (q, k, v))):
+        torch.testing.assert_close(got, expected)
+    misplaced = Segments([[2, 5, 2], *segments.lengths[1:]], segments.tensor)
+    assert not torch.allclose(misplaced.attend(q, k, v) * keep, masked * keep)
+
+
+def test_dropout_keeps_the_expected_share_and_scale_and_is_off_in_eval():
+    torch.manual_seed(0)
+    x = torch.ones(200_000, requires_grad=True)
+    drop = Dropout(0.25)
+    y = drop(x)
+    assert y.unique().tolist() == [0.0, pytest.approx(4 / 3)]
+    assert abs((y == 0).float().mean().item() - 0.25) < 0.005
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient flows through kept units only, with the same scale
+    torch.manual_seed(1)
+    first = drop(x)
+    torch.manual_seed(1)
+    assert torch.equal(drop(x), first)  # masks are a function of the RNG state
+    assert drop.eval()(x) is x and Dropout(0.0)(x) is x
 
 
 # positions ----------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from arclib.data import tokens as tk
 from arclib.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
-from arclib.models.layers import ColourCanon, pair_segments, set_mean
+from arclib.models.layers import QUERY, ColourCanon, Segments, pair_segments, set_mean
 
 
 @dataclass
@@ -33,10 +33,12 @@ def segment_positions(segment: torch.Tensor) -> torch.Tensor:
     return idx - torch.where(starts, idx, 0).cummax(1).values
 
 
-def segment_mask(segment: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, 1, S, S) attention mask: a token reads only real tokens of its own segment (padding reads all)."""
+def segment_mask(segment: torch.Tensor, mask: torch.Tensor) -> Segments:
+    """Attention within segments: a token reads only real tokens of its own segment."""
     same = segment[:, :, None] == segment[:, None, :]
-    return (same | ~mask[:, :, None])[:, None]
+    in_source_order = torch.tensor([*range(int(segment.max()) + 1), QUERY], device=segment.device)
+    lengths = (segment[:, :, None] == in_source_order).sum(1).tolist()  # (B, P + 1)
+    return Segments(lengths, (same | ~mask[:, :, None])[:, None])
 
 
 def task_code(states: torch.Tensor, segment: torch.Tensor, n_pairs: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from arclib.data import tokens as tk
 from arclib.models.base import ArcModel
-from arclib.models.layers import Block, RoPE, key_mask
+from arclib.models.layers import Block, Dropout, RoPE, key_mask
 
 
 @dataclass
@@ -35,7 +35,7 @@ class DecoderOnly(ArcModel):
         self.config = c = config
         self.tok_emb = nn.Embedding(tk.VOCAB_SIZE, c.d_model)
         self.role_emb = nn.Embedding(tk.N_ROLES, c.d_model)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
         self.rope = RoPE(c.d_model // c.n_heads)
         self.blocks = nn.ModuleList(Block(c.d_model, c.n_heads, c.d_ff, c.dropout) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d_model)

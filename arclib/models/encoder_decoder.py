@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from arclib.data import tokens as tk
 from arclib.models.base import ArcModel
-from arclib.models.layers import Block, ColourCanon, DecoderBlock, Grid2D, key_mask, sinusoidal
+from arclib.models.layers import Block, ColourCanon, DecoderBlock, Dropout, Grid2D, key_mask, sinusoidal
 
 
 @dataclass
@@ -35,7 +35,7 @@ class EncoderDecoder(ArcModel):
         self.tok_emb = nn.Embedding(tk.VOCAB_SIZE, c.d_model)
         self.role_emb = nn.Embedding(tk.N_ROLES, c.d_model)
         self.grid = Grid2D(c.d_model) if c.grid2d else None
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
         self.encoder = nn.ModuleList(
             Block(c.d_model, c.n_heads, c.d_ff, c.dropout) for _ in range(c.n_enc_layers)
         )

@@ -37,7 +37,7 @@ class Attention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         # Dropout on the output only, not on the attention weights: weight dropout makes SDPA fall back to its
         # math kernel, which materialises (B, H, T, T) (gigabytes at T ~ 5000) and runs 2-3x slower on CPU.
-        self.resid_drop = nn.Dropout(dropout)
+        self.resid_drop = Dropout(dropout)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, D/H)
         B, T, D = x.shape
@@ -45,7 +45,7 @@ class Attention(nn.Module):
 
     def forward(self, x, memory=None, mask=None, causal=False, rope=None, pos=None, cache=None, rows=None):
         """`rows` (B, T'): self-attention outputs at those positions of x only, each reading keys up to its own
-        position when `causal`."""
+        position when `causal`. `mask` is a boolean attention mask, or `Segments` (attention within runs)."""
         B, _, D = x.shape
         q = self._heads(self.q(x if rows is None else gather_rows(x, rows)))
         if memory is None:
@@ -64,9 +64,62 @@ class Attention(nn.Module):
             k, v = (self._heads(t) for t in self.kv(memory).chunk(2, dim=-1))
             if cache is not None:  # read at every step: contiguous heads decode faster than strided views
                 cache["k"], cache["v"] = k.contiguous(), v.contiguous()
-        with sdpa_kernel(ATTENTION_BACKENDS):  # y: (B, H, T or T', Dh)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        if isinstance(mask, Segments):
+            y = mask.attend(q, k, v)
+        else:
+            y = attend(q, k, v, mask, causal)  # (B, H, T or T', Dh)
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, -1, D)))
+
+
+def attend(q, k, v, mask=None, causal=False) -> torch.Tensor:
+    with sdpa_kernel(ATTENTION_BACKENDS):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+
+
+class Segments:
+    """Self-attention within consecutive segments: each sample's tokens are runs of `lengths[b]` tokens, then
+    padding, and a token reads only the keys of its own run.
+
+    On the CPU each run is one attention call. A block-diagonal mask (`tensor`, (B, 1, S, S), padding reads
+    every key) gives the same outputs at real tokens, but the CPU kernel computes every (query, key) pair the
+    mask excludes as well: three times the useful work for the champion's encoder. Per segment, its training
+    step took 15% less time (README, Performance). On a GPU, one masked call beats B x runs small ones.
+    """
+
+    def __init__(self, lengths: list[list[int]], tensor: torch.Tensor):
+        self.lengths, self.tensor = lengths, tensor
+
+    def attend(self, q, k, v) -> torch.Tensor:  # (B, H, S, Dh) each -> (B, H, S, Dh), zeros at padding
+        if q.device.type != "cpu":
+            return attend(q, k, v, self.tensor)
+        samples = []
+        for b, lengths in enumerate(self.lengths):
+            runs, start = [], 0
+            for n in filter(None, lengths):
+                run = slice(start, start + n)
+                runs.append(attend(q[b : b + 1, :, run], k[b : b + 1, :, run], v[b : b + 1, :, run]))
+                start += n
+            runs.append(q.new_zeros(1, q.shape[1], q.shape[2] - start, v.shape[3]))
+            samples.append(torch.cat(runs, 2))
+        return torch.cat(samples)
+
+
+class Dropout(nn.Module):
+    """`nn.Dropout` with its mask drawn by `rand_like`: on the CPU, `bernoulli_` made dropout (forward and
+    backward) 2.2x as slow, and a training step 3-4% slower (README, Performance). The same distribution, and
+    masks are a function of the RNG state, so runs stay deterministic and resume exactly."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * ((torch.rand_like(x) >= self.p) * (1 / (1 - self.p)))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 def gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -96,7 +149,7 @@ class MLP(nn.Module):
     def __init__(self, d_model: int, d_ff: int, dropout: float):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model), nn.Dropout(dropout)
+            nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model), Dropout(dropout)
         )
 
     def forward(self, x):
