@@ -35,8 +35,8 @@ from arclib.training.precision import resolve_precision
 
 def attention_flops(query, key, is_causal=False, attn_mask=None) -> int:
     """Model FLOPs of Q @ K^T and scores @ V for (B, H, Tq, Dh) queries: only the (query, key) pairs the mask
-    or causality lets attend, so padding keys, a causal mask's upper triangle and the champion's
-    block-diagonal encoder mask, which the kernel computes all the same, are not counted as useful work."""
+    or causality lets attend, so padding keys, a causal mask's upper triangle and the block-diagonal mask of
+    the champion's encoder on a GPU, which the kernel computes all the same, are not counted as useful work."""
     b, h, t_q, d = query.shape
     t_k = key.shape[2]
     if attn_mask is not None:

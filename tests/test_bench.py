@@ -42,7 +42,7 @@ def test_without_the_formulas_cpu_attention_counts_nothing(monkeypatch):
         # more keys than queries: query i reads keys 0..i, as the mask SDPA builds for is_causal (top-left)
         ({"is_causal": True, "t_k": 20}, T * (T + 1) // 2),
         ({"attn_mask": torch.ones(T, T, dtype=torch.bool).tril()}, T * (T + 1) // 2),
-        # a block-diagonal mask (the champion's encoder): two blocks of 5 and 7 tokens
+        # a block-diagonal mask (the champion's encoder on a GPU): two blocks of 5 and 7 tokens
         ({"attn_mask": torch.block_diag(torch.ones(5, 5), torch.ones(7, 7)).bool()}, 25 + 49),
         # padding: each query reads the first 9 keys only
         ({"attn_mask": (torch.arange(T) < 9).expand(T, T)}, T * 9),

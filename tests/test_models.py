@@ -14,7 +14,7 @@ from arclib.data.tokens import Episode, collate
 from arclib.models import MODEL_NAMES, build_model, count_parameters, parameter_table
 from arclib.models.base import novel_colour_targets
 from arclib.models.base import select_rows as real_select_rows
-from arclib.models.champion import segment_mask, segment_positions, task_code
+from arclib.models.champion import segment_positions, task_code
 from arclib.models.layers import (
     PADDING,
     QUERY,
@@ -422,35 +422,56 @@ def test_pair_segments_and_block_diagonal_mask():
     # 1D positions restart in every pair and in the query input, so they say nothing about pair order
     positions = segment_positions(segment[None])[0].tolist()
     assert positions == [*range(pair_len), *range(pair_len), *range(1 + 2 * 2)]
-    segments = segment_mask(segment[None], b.src_mask)
+    segments = Segments(segment[None], b.src_mask)
     assert segments.lengths == [[pair_len, pair_len, 1 + 2 * 2]]
-    mask = segments.tensor[0, 0]
+    mask = segments.mask[0, 0]
     assert mask[0, :pair_len].all() and not mask[0, pair_len:].any()
 
 
 def test_attention_run_by_segment_equals_the_block_diagonal_mask():
     """The CPU path (one attention call per segment) against one call with the block-diagonal mask, values and
-    gradients, at real tokens: segments of unequal length, an episode with one pair fewer (a segment of length
-    0), padding, and a one-token segment. A run misplaced by one token is caught (the negative control)."""
+    gradients, at real tokens: segments of unequal length, an episode with one pair fewer, one with no pair
+    (the query input alone), padding, and a one-token segment. Segments whose boundary is one token off give
+    different outputs (the negative control)."""
     torch.manual_seed(0)
     segment = torch.tensor(
         [[0, 0, 0, 1, 1, 1, 1, QUERY, QUERY, PADDING], [0, 1, 1, QUERY, QUERY, QUERY] + [PADDING] * 4,
-         [0, 0, 0, 0, QUERY, QUERY] + [PADDING] * 4]
+         [0, 0, 0, 0, QUERY, QUERY] + [PADDING] * 4, [QUERY] * 3 + [PADDING] * 7]
     )  # fmt: skip
     real = segment != PADDING
-    segments = segment_mask(segment, real)
-    assert segments.lengths == [[3, 4, 2], [1, 2, 3], [4, 0, 2]]
-    q, k, v = (torch.randn(3, 2, 10, 8, requires_grad=True) for _ in range(3))
+    segments = Segments(segment, real)
+    assert segments.lengths == [[3, 4, 2], [1, 2, 3], [4, 2], [3]]
+    q, k, v = (torch.randn(4, 2, 10, 8, requires_grad=True) for _ in range(3))
     by_segment = segments.attend(q, k, v)
-    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=segments.tensor)
+    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=segments.mask)
     keep = real[:, None, :, None].float()
     torch.testing.assert_close(by_segment * keep, masked * keep)
-    assert (by_segment[~real[:, None, :].expand(-1, 2, -1)] == 0).all()
+    assert (by_segment * (1 - keep) == 0).all()
     grads = torch.autograd.grad((by_segment * keep).square().sum(), (q, k, v))
     for got, expected in zip(grads, torch.autograd.grad((masked * keep).square().sum(), (q, k, v))):
         torch.testing.assert_close(got, expected)
-    misplaced = Segments([[2, 5, 2], *segments.lengths[1:]], segments.tensor)
-    assert not torch.allclose(misplaced.attend(q, k, v) * keep, masked * keep)
+    off_by_one = segment.clone()
+    off_by_one[0, 2] = 1
+    assert not torch.allclose(Segments(off_by_one, real).attend(q, k, v) * keep, masked * keep)
+
+
+def test_champion_encodes_the_same_per_segment_as_with_the_mask(monkeypatch, rng):
+    """The whole champion encoder (matched preset) on episodes whose pairs differ in size, per segment (the
+    CPU path) and with the block-diagonal mask (the GPU path), at every real source token."""
+    model = build_model("exp_3_champion", preset="matched").eval()
+    episodes = [
+        Episode("t", [(grid(rng, h, w), grid(rng, w, h)) for h, w in sizes], grid(rng, 3, 4))
+        for sizes in ([(2, 3), (5, 4)], [(6, 6), (1, 2)], [(3, 3)])
+    ]
+    batch = collate(episodes)
+    per_segment = model.encode(batch, model.canon(batch))
+    monkeypatch.setattr(
+        Segments, "attend", lambda self, q, k, v: F.scaled_dot_product_attention(q, k, v, self.mask)
+    )
+    masked = model.encode(batch, model.canon(batch))
+    real = torch.cat([torch.ones_like(batch.src_mask[:, :1]), batch.src_mask], 1)
+    for (got, _), (expected, _) in zip(per_segment, masked):
+        torch.testing.assert_close(got[real], expected[real], atol=ATOL, rtol=ATOL)
 
 
 def test_dropout_keeps_the_expected_share_and_scale_and_is_off_in_eval():

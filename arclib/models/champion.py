@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from arclib.data import tokens as tk
 from arclib.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
-from arclib.models.layers import QUERY, ColourCanon, Segments, pair_segments, set_mean
+from arclib.models.layers import ColourCanon, Segments, pair_segments, set_mean
 
 
 @dataclass
@@ -31,14 +31,6 @@ def segment_positions(segment: torch.Tensor) -> torch.Tensor:
     starts = torch.ones_like(segment, dtype=torch.bool)
     starts[:, 1:] = segment[:, 1:] != segment[:, :-1]
     return idx - torch.where(starts, idx, 0).cummax(1).values
-
-
-def segment_mask(segment: torch.Tensor, mask: torch.Tensor) -> Segments:
-    """Attention within segments: a token reads only real tokens of its own segment."""
-    same = segment[:, :, None] == segment[:, None, :]
-    in_source_order = torch.tensor([*range(int(segment.max()) + 1), QUERY], device=segment.device)
-    lengths = (segment[:, :, None] == in_source_order).sum(1).tolist()  # (B, P + 1)
-    return Segments(lengths, (same | ~mask[:, :, None])[:, None])
 
 
 def task_code(states: torch.Tensor, segment: torch.Tensor, n_pairs: int) -> torch.Tensor:
@@ -71,12 +63,12 @@ class Champion(EncoderDecoder):
         self.bridge.apply(self._init_weights)
 
     def encode(self, batch: tk.Batch, canon: ColourCanon | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # One pass over the packed source with a block-diagonal mask encodes every pair, and the query input,
+        # One pass over the packed source, attention within segments, encodes every pair, and the query input,
         # on its own: no pair padding, and no position or attention links one pair to another.
         src = canon.source(batch.src) if canon else batch.src
         segment = pair_segments(batch.src, batch.src_role, batch.src_mask)
         x = self.embed_source(src, batch.src_row, batch.src_col, batch.src_role, segment_positions(segment))
-        memory = self.run_encoder(x, segment_mask(segment, batch.src_mask))  # (B, S, D)
+        memory = self.run_encoder(x, Segments(segment, batch.src_mask))  # (B, S, D)
         n_pairs = int(segment.max()) + 1
         code = self.bridge(task_code(memory, segment, n_pairs)).view(len(batch), -1, 1, memory.shape[-1])
         mask = torch.cat([torch.ones_like(batch.src_mask[:, :1]), batch.src_mask], 1)

@@ -13,7 +13,16 @@ import torch.nn as nn
 
 from arclib.data import tokens as tk
 from arclib.models.base import ArcModel
-from arclib.models.layers import Block, ColourCanon, DecoderBlock, Dropout, Grid2D, key_mask, sinusoidal
+from arclib.models.layers import (
+    Block,
+    ColourCanon,
+    DecoderBlock,
+    Dropout,
+    Grid2D,
+    Segments,
+    key_mask,
+    sinusoidal,
+)
 
 
 @dataclass
@@ -56,7 +65,7 @@ class EncoderDecoder(ArcModel):
             x = x + self.grid(row, col)
         return self.drop(x)
 
-    def run_encoder(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def run_encoder(self, x: torch.Tensor, attn_mask: torch.Tensor | Segments) -> torch.Tensor:
         for block in self.encoder:
             x = block(x, mask=attn_mask)
         return self.ln_enc(x)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import cached_property
 
 import torch
 import torch.nn as nn
@@ -67,37 +68,50 @@ class Attention(nn.Module):
         if isinstance(mask, Segments):
             y = mask.attend(q, k, v)
         else:
-            y = attend(q, k, v, mask, causal)  # (B, H, T or T', Dh)
+            y = sdpa(q, k, v, mask, causal)  # (B, H, T or T', Dh)
         return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, -1, D)))
 
 
-def attend(q, k, v, mask=None, causal=False) -> torch.Tensor:
+def sdpa(q, k, v, mask=None, causal=False) -> torch.Tensor:
     with sdpa_kernel(ATTENTION_BACKENDS):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
 
 
 class Segments:
-    """Self-attention within consecutive segments: each sample's tokens are runs of `lengths[b]` tokens, then
-    padding, and a token reads only the keys of its own run.
+    """Self-attention within segments: the runs of equal `ids` (B, S) among each sample's real tokens (`real`,
+    packed left, padding after). A token reads only the keys of its own run.
 
-    On the CPU each run is one attention call. A block-diagonal mask (`tensor`, (B, 1, S, S), padding reads
-    every key) gives the same outputs at real tokens, but the CPU kernel computes every (query, key) pair the
-    mask excludes as well: three times the useful work for the champion's encoder. Per segment, its training
-    step took 15% less time (README, Performance). On a GPU, one masked call beats B x runs small ones.
+    On the CPU each run is one attention call. One call with the block-diagonal mask gives the same outputs at
+    real tokens, but the CPU kernel computes every (query, key) pair the mask excludes as well: three times the
+    useful work in the champion's encoder, whose training step took 15% less time per segment (README,
+    Performance). A GPU keeps the one masked call, one kernel instead of B x runs small ones (not timed there).
     """
 
-    def __init__(self, lengths: list[list[int]], tensor: torch.Tensor):
-        self.lengths, self.tensor = lengths, tensor
+    def __init__(self, ids: torch.Tensor, real: torch.Tensor):
+        self.ids, self.real = ids, real
+
+    @cached_property
+    def mask(self) -> torch.Tensor:  # (B, 1, S, S); padding reads every key (its output is never used)
+        same = self.ids[:, :, None] == self.ids[:, None, :]
+        return (same | ~self.real[:, :, None])[:, None]
+
+    @cached_property
+    def lengths(self) -> list[list[int]]:  # each sample's run lengths, in order
+        return [
+            torch.unique_consecutive(i[r], return_counts=True)[1].tolist()
+            for i, r in zip(self.ids, self.real)
+        ]
 
     def attend(self, q, k, v) -> torch.Tensor:  # (B, H, S, Dh) each -> (B, H, S, Dh), zeros at padding
+        assert q.shape[2] == k.shape[2] == self.ids.shape[1], "self-attention over every position only"
         if q.device.type != "cpu":
-            return attend(q, k, v, self.tensor)
+            return sdpa(q, k, v, self.mask)
         samples = []
         for b, lengths in enumerate(self.lengths):
             runs, start = [], 0
-            for n in filter(None, lengths):
+            for n in lengths:
                 run = slice(start, start + n)
-                runs.append(attend(q[b : b + 1, :, run], k[b : b + 1, :, run], v[b : b + 1, :, run]))
+                runs.append(sdpa(q[b : b + 1, :, run], k[b : b + 1, :, run], v[b : b + 1, :, run]))
                 start += n
             runs.append(q.new_zeros(1, q.shape[1], q.shape[2] - start, v.shape[3]))
             samples.append(torch.cat(runs, 2))
@@ -105,9 +119,10 @@ class Segments:
 
 
 class Dropout(nn.Module):
-    """`nn.Dropout` with its mask drawn by `rand_like`: on the CPU, `bernoulli_` made dropout (forward and
-    backward) 2.2x as slow, and a training step 3-4% slower (README, Performance). The same distribution, and
-    masks are a function of the RNG state, so runs stay deterministic and resume exactly."""
+    """`nn.Dropout` with its mask drawn by `rand` on the CPU: there `bernoulli_` made dropout (forward and
+    backward) 2.2x as slow, and a training step 3-4% slower (README, Performance). The same distribution (the
+    uniforms are float32 whatever x's dtype), and masks are a function of the RNG state, so runs stay
+    deterministic and resume exactly. Other devices keep their fused kernel."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -116,7 +131,10 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        return x * ((torch.rand_like(x) >= self.p) * (1 / (1 - self.p)))
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * (keep * (1 / (1 - self.p))).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
