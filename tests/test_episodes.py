@@ -210,3 +210,52 @@ def test_training_queries_rotate_through_every_example_over_epochs():
     assert all(s == set(range(12)) for s in seen.values())  # 15 draws of 12 cover them all
     sampler.set_epoch(1)
     assert {(p.task_id, p.query) for b in sampler for p in b} == epochs[1]  # a pure function of (seed, epoch)
+
+
+def cells(pair):
+    return pair[0].size + pair[1].size
+
+
+def test_curriculum_starts_on_the_smallest_examples_and_ends_on_all():
+    ex = make_examples(n_tasks=2, n=40)
+    planner = EpisodePlanner(ex)
+    sampler = EpisodeBatchSampler(planner, 4, seed=3, per_task=10, curriculum_epochs=4)
+    plain = EpisodeBatchSampler(planner, 4, seed=3, per_task=10)
+    largest_seen = []
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        plans = [p for b in sampler for p in b]
+        assert len(plans) == 2 * 10 == sum(len(b) for b in plain)  # an epoch keeps its length
+        used = [ex[p.task_id][i] for p in plans for i in (p.query, *p.context)]
+        if epoch < 4:  # the smallest (epoch + 1) / 4 of each task, queries and contexts alike
+            for t in ex:
+                limit = sorted(map(cells, ex[t]))[int(np.ceil((epoch + 1) / 4 * 40)) - 1]
+                assert all(
+                    cells(ex[t][i]) <= limit for p in plans if p.task_id == t for i in (p.query, *p.context)
+                )
+        else:  # after it, exactly the plain recipe's plans (negative control: epoch 0 differs from them)
+            assert plans == [p for b in plain for p in b]
+        largest_seen.append(max(map(cells, used)))
+    assert largest_seen[0] < largest_seen[4]
+    sampler.set_epoch(0)
+    plain.set_epoch(0)
+    assert [p for b in sampler for p in b] != [p for b in plain for p in b]
+
+
+def test_curriculum_pool_widens_to_enough_distinct_examples():
+    # 4 base examples x 5 copies of one size, copies adjacent: the smallest 5% would be one key.
+    planner = EpisodePlanner(copies_examples(n_base=4, copies=5), n_context=2)
+    pool = planner.smallest("t", 0.05)
+    assert pool.sum() == 11 and len(set(planner.keys["t"][pool])) == 3
+    sampler = EpisodeBatchSampler(planner, 2, seed=0, per_task=4, curriculum_epochs=20)
+    for plan in (p for b in sampler for p in b):
+        assert pool[plan.query] and all(pool[i] for i in plan.context)
+
+
+@pytest.mark.parametrize(("epochs", "per_task"), [(-1, 5), (3, None)])
+def test_curriculum_rejects_a_bad_setting(epochs, per_task):
+    from arclib.training.datamodule import ArcDataModule
+
+    with pytest.raises(ValueError, match="data.curriculum_epochs"):
+        ArcDataModule(curriculum_epochs=epochs, train_per_task=per_task)

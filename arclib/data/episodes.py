@@ -8,6 +8,9 @@ episode's exact token length and can batch episodes of similar length together; 
 build the planned episodes. Training plans are fresh each epoch (seeded by (seed, epoch)), and with
 `per_task` queries per task an epoch takes the next `per_task` of a fixed seeded order of the task's examples,
 so over the epochs every example becomes a query. Validation plans are fixed for a seed and unaugmented.
+
+A curriculum by grid size (`curriculum_epochs` E > 0) limits training epoch e < E to the smallest (e + 1) / E of
+each task's examples, by input plus output cells, for the query and the context alike.
 """
 
 from __future__ import annotations
@@ -70,10 +73,25 @@ class EpisodePlanner:
         self.shapes = {t: np.array([(*x.shape, *y.shape) for x, y in pairs]) for t, pairs in examples.items()}
         self.queries = [(t, i) for t in sorted(examples) for i in range(len(examples[t]))]
 
-    def _context(self, task_id: str, query: int, rng: np.random.Generator) -> tuple[int, ...]:
-        """n_context examples whose keys differ from the query's and from each other's."""
+    def smallest(self, task_id: str, fraction: float) -> np.ndarray:
+        """(n,) bool: the task's smallest `fraction` of examples by input plus output cells, widened until it
+        holds the n_context + 1 distinct keys an episode needs."""
+        s = self.shapes[task_id]
+        order = np.argsort(s[:, 0] * s[:, 1] + s[:, 2] * s[:, 3], kind="stable")
+        first_seen = np.unique(self.keys[task_id][order], return_index=True)[1]
+        n = max(int(np.ceil(fraction * len(order))), int(np.sort(first_seen)[self.n_context]) + 1)
+        pool = np.zeros(len(order), dtype=bool)
+        pool[order[:n]] = True
+        return pool
+
+    def _context(
+        self, task_id: str, query: int, rng: np.random.Generator, pool: np.ndarray | None = None
+    ) -> tuple[int, ...]:
+        """n_context examples (from `pool` if given) whose keys differ from the query's and from each other's."""
         keys = self.keys[task_id]
         allowed = keys != keys[query]
+        if pool is not None:
+            allowed &= pool
         context = []
         for _ in range(self.n_context):
             i = int(rng.choice(np.flatnonzero(allowed)))
@@ -81,8 +99,15 @@ class EpisodePlanner:
             allowed &= keys != keys[i]
         return tuple(context)
 
-    def plan(self, task_id: str, query: int, rng: np.random.Generator, augment: AugmentConfig) -> EpisodePlan:
-        context = self._context(task_id, query, rng)
+    def plan(
+        self,
+        task_id: str,
+        query: int,
+        rng: np.random.Generator,
+        augment: AugmentConfig,
+        pool: np.ndarray | None = None,
+    ) -> EpisodePlan:
+        context = self._context(task_id, query, rng, pool)
         aug = Augmentation.random(
             rng, self.n_context, augment.dihedral, augment.colours, augment.context_order
         )
@@ -94,14 +119,21 @@ class EpisodePlanner:
         """Every example as a query, or the first `per_task` of each task (fixed validation subsets)."""
         return self.queries if per_task is None else [(t, i) for t, i in self.queries if i < per_task]
 
-    def rotating_query_list(self, per_task: int, seed: int, epoch: int) -> list[tuple[str, int]]:
+    def rotating_query_list(
+        self, per_task: int, seed: int, epoch: int, pools: dict[str, np.ndarray] | None = None
+    ) -> list[tuple[str, int]]:
         """Epoch `epoch`'s `per_task` queries per task: the next slice of a seeded order of the task's examples
-        (wrapping round), so consecutive epochs use different queries and, over enough epochs, all of them."""
+        (wrapping round), so consecutive epochs use different queries and, over enough epochs, all of them.
+        With `pools`, the order keeps only each task's pool."""
         out = []
         for k, task_id in enumerate(sorted(self.shapes)):
             n = len(self.shapes[task_id])
             order = np.random.default_rng([seed, 2, k]).permutation(n)
-            out += [(task_id, int(order[(epoch * per_task + j) % n])) for j in range(min(per_task, n))]
+            if pools is not None:  # the same number of queries, so an epoch keeps its length
+                order = order[pools[task_id][order]]
+            out += [
+                (task_id, int(order[(epoch * per_task + j) % len(order)])) for j in range(min(per_task, n))
+            ]
         return out
 
     def plans(
@@ -110,10 +142,11 @@ class EpisodePlanner:
         augment: AugmentConfig,
         per_task: int | None = None,
         queries: list[tuple[str, int]] | None = None,
+        pools: dict[str, np.ndarray] | None = None,
     ) -> list[EpisodePlan]:
-        """Plans for `queries`, by default query_list(per_task)."""
+        """Plans for `queries`, by default query_list(per_task); contexts from `pools` if given."""
         queries = self.query_list(per_task) if queries is None else queries
-        return [self.plan(t, i, rng, augment) for t, i in queries]
+        return [self.plan(t, i, rng, augment, pools[t] if pools else None) for t, i in queries]
 
 
 class EpisodeDataset(Dataset):
@@ -153,6 +186,14 @@ def bucket_batches(plans: list[EpisodePlan], batch_size: int, rng: np.random.Gen
     return batches
 
 
+def check_curriculum(curriculum_epochs: int, per_task: int | None) -> None:
+    if curriculum_epochs < 0 or (curriculum_epochs > 0 and per_task is None):
+        raise ValueError(
+            f"curriculum_epochs: {curriculum_epochs} must be 0 (off), or > 0 with a number of training "
+            "episodes per task and epoch (train_per_task)"
+        )
+
+
 class EpisodeBatchSampler(Sampler):
     """Yields batches of EpisodePlans. Training: fresh plans per epoch; fixed plans otherwise.
 
@@ -170,9 +211,12 @@ class EpisodeBatchSampler(Sampler):
         max_batches: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        curriculum_epochs: int = 0,
     ):
+        check_curriculum(curriculum_epochs, per_task if train else None)
         self.planner, self.batch_size, self.seed, self.augment = planner, batch_size, seed, augment
         self.train, self.per_task, self.max_batches = train, per_task, max_batches
+        self.curriculum_epochs = curriculum_epochs
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         if not train:
@@ -187,19 +231,26 @@ class EpisodeBatchSampler(Sampler):
         # Lightning calls set_epoch on `dataloader.batch_sampler.sampler`; pointing it here gets us the epoch.
         return self
 
+    def curriculum_pools(self) -> dict[str, np.ndarray] | None:
+        """This epoch's examples per task under the curriculum by grid size; None once it has ended (or if off)."""
+        if self.epoch >= self.curriculum_epochs:
+            return None
+        fraction = (self.epoch + 1) / self.curriculum_epochs
+        return {t: self.planner.smallest(t, fraction) for t in self.planner.shapes}
+
     def _batches(self) -> list[list[EpisodePlan]]:
         if not self.train:
             batches = self._fixed
         else:
             rng = np.random.default_rng([self.seed, 0, self.epoch])
+            pools = self.curriculum_pools()
             queries = (
                 self.planner.query_list()
                 if self.per_task is None
-                else self.planner.rotating_query_list(self.per_task, self.seed, self.epoch)
+                else self.planner.rotating_query_list(self.per_task, self.seed, self.epoch, pools)
             )
-            batches = bucket_batches(
-                self.planner.plans(rng, self.augment, queries=queries), self.batch_size, rng
-            )
+            plans = self.planner.plans(rng, self.augment, queries=queries, pools=pools)
+            batches = bucket_batches(plans, self.batch_size, rng)
         if self.max_batches is not None:
             batches = batches[: self.max_batches]
         n = len(batches) // self.world_size * self.world_size if self.world_size > 1 else len(batches)

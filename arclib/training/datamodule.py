@@ -18,7 +18,13 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from arclib.data.canonical import example_keys
-from arclib.data.episodes import AugmentConfig, EpisodeBatchSampler, EpisodeDataset, EpisodePlanner
+from arclib.data.episodes import (
+    AugmentConfig,
+    EpisodeBatchSampler,
+    EpisodeDataset,
+    EpisodePlanner,
+    check_curriculum,
+)
 from arclib.data.generate import load_examples
 from arclib.data.split import BY_EXAMPLE_TRAIN_FRACTION, heldout_slice, task_split
 from arclib.data.tokens import Episode, collate
@@ -38,6 +44,7 @@ class ArcDataModule(L.LightningDataModule):
         augment_colours: bool = True,
         augment_context_order: bool = True,
         train_per_task: int | None = None,
+        curriculum_epochs: int = 0,
         val_per_task: int | None = None,
         max_train_batches: int | None = None,
         num_workers: int = 1,
@@ -46,6 +53,10 @@ class ArcDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ):
         super().__init__()
+        try:
+            check_curriculum(curriculum_epochs, train_per_task)
+        except ValueError as e:
+            raise ValueError(f"data.{e}") from None
         self.save_hyperparameters()
         self.augment = AugmentConfig(augment_dihedral, augment_colours, augment_context_order)
         self.data_dir = _resolve(data_dir)
@@ -108,6 +119,7 @@ class ArcDataModule(L.LightningDataModule):
             max_batches=hp.max_train_batches if train else None,
             rank=rank,
             world_size=world,
+            curriculum_epochs=hp.curriculum_epochs if train else 0,
         )
         return (ResumableLoader if train else DataLoader)(
             EpisodeDataset(self.examples[name]),
