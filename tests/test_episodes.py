@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -212,50 +214,56 @@ def test_training_queries_rotate_through_every_example_over_epochs():
     assert {(p.task_id, p.query) for b in sampler for p in b} == epochs[1]  # a pure function of (seed, epoch)
 
 
-def cells(pair):
-    return pair[0].size + pair[1].size
-
-
 def test_curriculum_starts_on_the_smallest_examples_and_ends_on_all():
-    ex = make_examples(n_tasks=2, n=40)
+    rng = np.random.default_rng(0)
+    # outputs of their own size, so a pool ranked by inputs alone would differ from one by input plus output
+    ex = {
+        f"task{t}": [
+            (
+                rng.integers(0, 10, rng.integers(1, 8, 2)).astype(np.int8),
+                rng.integers(0, 10, rng.integers(1, 8, 2)).astype(np.int8),
+            )
+            for _ in range(40)
+        ]
+        for t in range(2)
+    }
     planner = EpisodePlanner(ex)
     sampler = EpisodeBatchSampler(planner, 4, seed=3, per_task=10, curriculum_epochs=4)
     plain = EpisodeBatchSampler(planner, 4, seed=3, per_task=10)
-    largest_seen = []
+
+    def epoch_plans(s, epoch):
+        s.set_epoch(epoch)
+        return [p for b in s for p in b]
+
+    first = []
     for epoch in range(6):
-        sampler.set_epoch(epoch)
-        plain.set_epoch(epoch)
-        plans = [p for b in sampler for p in b]
-        assert len(plans) == 2 * 10 == sum(len(b) for b in plain)  # an epoch keeps its length
-        used = [ex[p.task_id][i] for p in plans for i in (p.query, *p.context)]
-        if epoch < 4:  # the smallest (epoch + 1) / 4 of each task, queries and contexts alike
-            for t in ex:
-                limit = sorted(map(cells, ex[t]))[int(np.ceil((epoch + 1) / 4 * 40)) - 1]
-                assert all(
-                    cells(ex[t][i]) <= limit for p in plans if p.task_id == t for i in (p.query, *p.context)
-                )
-        else:  # after it, exactly the plain recipe's plans (negative control: epoch 0 differs from them)
-            assert plans == [p for b in plain for p in b]
-        largest_seen.append(max(map(cells, used)))
-    assert largest_seen[0] < largest_seen[4]
-    sampler.set_epoch(0)
-    plain.set_epoch(0)
-    assert [p for b in sampler for p in b] != [p for b in plain for p in b]
+        plans = epoch_plans(sampler, epoch)
+        first.append(plans)
+        assert len(plans) == 2 * 10 == len(epoch_plans(plain, epoch))  # an epoch keeps its length
+        if epoch < 4:  # the smallest ceil((epoch + 1) / 4 * 40) of each task, queries and contexts alike
+            for t, pairs in ex.items():
+                size = [x.size + y.size for x, y in pairs]
+                pool = set(sorted(range(40), key=lambda i: size[i])[: 10 * (epoch + 1)])
+                assert planner.smallest_pool(t, Fraction(epoch + 1, 4)).nonzero()[0].tolist() == sorted(pool)
+                assert all(i in pool for p in plans if p.task_id == t for i in (p.query, *p.context))
+        else:  # after it, exactly the plain recipe's plans
+            assert plans == epoch_plans(plain, epoch)
+    assert first[0] != epoch_plans(plain, 0)  # negative control: the curriculum did change epoch 0
+    assert epoch_plans(sampler, 0) == first[0]  # a pure function of (seed, epoch), so a resume redraws it
 
 
 def test_curriculum_pool_widens_to_enough_distinct_examples():
     # 4 base examples x 5 copies of one size, copies adjacent: the smallest 5% would be one key.
     planner = EpisodePlanner(copies_examples(n_base=4, copies=5), n_context=2)
-    pool = planner.smallest("t", 0.05)
+    pool = planner.smallest_pool("t", Fraction(1, 20))
     assert pool.sum() == 11 and len(set(planner.keys["t"][pool])) == 3
     sampler = EpisodeBatchSampler(planner, 2, seed=0, per_task=4, curriculum_epochs=20)
     for plan in (p for b in sampler for p in b):
         assert pool[plan.query] and all(pool[i] for i in plan.context)
 
 
-@pytest.mark.parametrize(("epochs", "per_task"), [(-1, 5), (3, None)])
-def test_curriculum_rejects_a_bad_setting(epochs, per_task):
-    from arclib.training.datamodule import ArcDataModule
-
-    with pytest.raises(ValueError, match="data.curriculum_epochs"):
-        ArcDataModule(curriculum_epochs=epochs, train_per_task=per_task)
+@pytest.mark.parametrize("kwargs", [{"per_task": None}, {"per_task": 4, "train": False}])
+def test_curriculum_is_for_training_with_a_number_of_queries(kwargs):
+    planner = EpisodePlanner(make_examples())
+    with pytest.raises(ValueError, match="curriculum"):
+        EpisodeBatchSampler(planner, 2, seed=0, curriculum_epochs=3, **kwargs)

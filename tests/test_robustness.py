@@ -261,6 +261,8 @@ def test_resume_from_the_cli_appends_to_its_own_logs(tmp_path):
         (["--model.lr", "-1"], "model.lr: -1.0 must be a finite number > 0"),
         (["--data.num_workers", "-1"], "data.num_workers: -1 must be"),
         (["--data.train_per_task", "-5"], "data.train_per_task: -5 must be"),
+        (["--data.curriculum_epochs", "-1"], "data.curriculum_epochs: -1 must be a number >= 0"),
+        (["--data.curriculum_epochs", "3", "--data.train_per_task", "null"], "needs data.train_per_task"),
         (["--trainer.max_epochs", "0"], "trainer.max_epochs: 0 must be"),
         (["--checkpoint_every_n_steps", "0"], "checkpoint_every_n_steps: 0 must be"),
         (["--model.preset", "huge"], "model.preset: 'huge' is not one of matched, tiny"),

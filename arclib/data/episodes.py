@@ -9,13 +9,18 @@ build the planned episodes. Training plans are fresh each epoch (seeded by (seed
 `per_task` queries per task an epoch takes the next `per_task` of a fixed seeded order of the task's examples,
 so over the epochs every example becomes a query. Validation plans are fixed for a seed and unaugmented.
 
-A curriculum by grid size (`curriculum_epochs` E > 0) limits training epoch e < E to the smallest (e + 1) / E of
-each task's examples, by input plus output cells, for the query and the context alike.
+A curriculum by grid size (`curriculum_epochs` E > 0, with `per_task` set) limits training epoch e < E to the
+smallest (e + 1) / E of each task's examples by input plus output cells, for the query and the context alike,
+widened where needed to the n_context + 1 distinct keys an episode needs. An epoch keeps its number of queries, so
+an early pool smaller than `per_task` repeats queries; after the curriculum the rotation goes on at epoch E's
+offset, as if it had run all along.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from torch.utils.data import Dataset, Sampler
@@ -73,13 +78,14 @@ class EpisodePlanner:
         self.shapes = {t: np.array([(*x.shape, *y.shape) for x, y in pairs]) for t, pairs in examples.items()}
         self.queries = [(t, i) for t in sorted(examples) for i in range(len(examples[t]))]
 
-    def smallest(self, task_id: str, fraction: float) -> np.ndarray:
+    def smallest_pool(self, task_id: str, fraction: Fraction) -> np.ndarray:
         """(n,) bool: the task's smallest `fraction` of examples by input plus output cells, widened until it
         holds the n_context + 1 distinct keys an episode needs."""
         s = self.shapes[task_id]
         order = np.argsort(s[:, 0] * s[:, 1] + s[:, 2] * s[:, 3], kind="stable")
-        first_seen = np.unique(self.keys[task_id][order], return_index=True)[1]
-        n = max(int(np.ceil(fraction * len(order))), int(np.sort(first_seen)[self.n_context]) + 1)
+        # where, along `order`, each distinct key first appears: the pool must reach the (n_context+1)-th
+        first_seen = np.sort(np.unique(self.keys[task_id][order], return_index=True)[1])
+        n = max(math.ceil(fraction * len(order)), int(first_seen[self.n_context]) + 1)
         pool = np.zeros(len(order), dtype=bool)
         pool[order[:n]] = True
         return pool
@@ -146,7 +152,7 @@ class EpisodePlanner:
     ) -> list[EpisodePlan]:
         """Plans for `queries`, by default query_list(per_task); contexts from `pools` if given."""
         queries = self.query_list(per_task) if queries is None else queries
-        return [self.plan(t, i, rng, augment, pools[t] if pools else None) for t, i in queries]
+        return [self.plan(t, i, rng, augment, pools[t] if pools is not None else None) for t, i in queries]
 
 
 class EpisodeDataset(Dataset):
@@ -186,14 +192,6 @@ def bucket_batches(plans: list[EpisodePlan], batch_size: int, rng: np.random.Gen
     return batches
 
 
-def check_curriculum(curriculum_epochs: int, per_task: int | None) -> None:
-    if curriculum_epochs < 0 or (curriculum_epochs > 0 and per_task is None):
-        raise ValueError(
-            f"curriculum_epochs: {curriculum_epochs} must be 0 (off), or > 0 with a number of training "
-            "episodes per task and epoch (train_per_task)"
-        )
-
-
 class EpisodeBatchSampler(Sampler):
     """Yields batches of EpisodePlans. Training: fresh plans per epoch; fixed plans otherwise.
 
@@ -213,7 +211,8 @@ class EpisodeBatchSampler(Sampler):
         world_size: int = 1,
         curriculum_epochs: int = 0,
     ):
-        check_curriculum(curriculum_epochs, per_task if train else None)
+        if curriculum_epochs and (not train or per_task is None):
+            raise ValueError("a curriculum (curriculum_epochs > 0) is for training, with per_task set")
         self.planner, self.batch_size, self.seed, self.augment = planner, batch_size, seed, augment
         self.train, self.per_task, self.max_batches = train, per_task, max_batches
         self.curriculum_epochs = curriculum_epochs
@@ -235,8 +234,10 @@ class EpisodeBatchSampler(Sampler):
         """This epoch's examples per task under the curriculum by grid size; None once it has ended (or if off)."""
         if self.epoch >= self.curriculum_epochs:
             return None
-        fraction = (self.epoch + 1) / self.curriculum_epochs
-        return {t: self.planner.smallest(t, fraction) for t in self.planner.shapes}
+        fraction = Fraction(
+            self.epoch + 1, self.curriculum_epochs
+        )  # exact: a float could round one example up
+        return {t: self.planner.smallest_pool(t, fraction) for t in self.planner.shapes}
 
     def _batches(self) -> list[list[EpisodePlan]]:
         if not self.train:

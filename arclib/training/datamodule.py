@@ -18,13 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from arclib.data.canonical import example_keys
-from arclib.data.episodes import (
-    AugmentConfig,
-    EpisodeBatchSampler,
-    EpisodeDataset,
-    EpisodePlanner,
-    check_curriculum,
-)
+from arclib.data.episodes import AugmentConfig, EpisodeBatchSampler, EpisodeDataset, EpisodePlanner
 from arclib.data.generate import load_examples
 from arclib.data.split import BY_EXAMPLE_TRAIN_FRACTION, heldout_slice, task_split
 from arclib.data.tokens import Episode, collate
@@ -53,10 +47,6 @@ class ArcDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ):
         super().__init__()
-        try:
-            check_curriculum(curriculum_epochs, train_per_task)
-        except ValueError as e:
-            raise ValueError(f"data.{e}") from None
         self.save_hyperparameters()
         self.augment = AugmentConfig(augment_dihedral, augment_colours, augment_context_order)
         self.data_dir = _resolve(data_dir)

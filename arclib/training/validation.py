@@ -123,3 +123,9 @@ def check_data_hparams(data, where: str = "data") -> None:
     _at_least(f"{where}.num_workers", data["num_workers"], 0)
     for key in ("train_per_task", "val_per_task", "max_train_batches"):
         _at_least(f"{where}.{key}", data[key], 1, optional=True)
+    _at_least(f"{where}.curriculum_epochs", data["curriculum_epochs"], 0)
+    if data["curriculum_epochs"] and data["train_per_task"] is None:
+        raise ConfigError(
+            f"{where}.curriculum_epochs: {data['curriculum_epochs']} needs {where}.train_per_task (the queries "
+            "per task and epoch the curriculum draws from the smallest examples)"
+        )
