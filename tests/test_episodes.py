@@ -267,3 +267,36 @@ def test_curriculum_is_for_training_with_a_number_of_queries(kwargs):
     planner = EpisodePlanner(make_examples())
     with pytest.raises(ValueError, match="curriculum"):
         EpisodeBatchSampler(planner, 2, seed=0, curriculum_epochs=3, **kwargs)
+
+
+def test_leave_one_out_asks_for_every_example_of_each_episode():
+    ex = make_examples(n_tasks=2, n=12)
+    planner = EpisodePlanner(ex)
+    augment = AugmentConfig(dihedral=True, colours=True, context_order=True)
+    loo = EpisodeBatchSampler(planner, 4, seed=3, augment=augment, per_task=5, leave_one_out=True)
+    plain = EpisodeBatchSampler(planner, 4, seed=3, augment=augment, per_task=5)
+    for epoch in range(2):
+        loo.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for batch, base in zip(loo, plain, strict=True):
+            assert len(batch) == 3 * len(base)  # negative control: the plain sampler has no rotations
+            for k, plan in enumerate(base):
+                rotations = batch[3 * k : 3 * k + 3]
+                assert rotations[0] == plan  # the episode itself first, then its rotations
+                members = {plan.query, *plan.context}
+                assert [r.query for r in rotations] == [plan.query, *plan.context]  # each example a query
+                for r in rotations:
+                    assert {r.query, *r.context} == members and r.query not in r.context
+                    assert r.augmentation == plan.augmentation and r.task_id == plan.task_id
+                    b = collate(
+                        [EpisodeDataset(ex)[r]]
+                    )  # the planned lengths, for bucketing, are the built ones
+                    assert r.length == int(b.src_mask.sum()) + int((b.tgt_out != PAD).sum())
+                    ep = EpisodeDataset(ex)[r]
+                    qx, qy = ex[r.task_id][r.query]
+                    assert np.array_equal(ep.query_output, r.augmentation.grid(qy))
+
+
+def test_leave_one_out_is_for_training():
+    with pytest.raises(ValueError, match="leave-one-out"):
+        EpisodeBatchSampler(EpisodePlanner(make_examples()), 2, seed=0, train=False, leave_one_out=True)

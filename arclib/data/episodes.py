@@ -14,6 +14,11 @@ smallest (e + 1) / E of each task's examples by input plus output cells, for the
 widened where needed to the n_context + 1 distinct keys an episode needs. An epoch keeps its number of queries, so
 an early pool smaller than `per_task` repeats queries; after the curriculum the rotation goes on at epoch E's
 offset, as if it had run all along.
+
+Leave-one-out (`leave_one_out`, training only) adds to each training episode its rotations: every context
+example in turn becomes the query, the others its context, so a batch of `batch_size` episodes asks the model for
+the output of each of their n_context + 1 examples. (For the colour-equivariant arms this cannot share one
+encoding: their colour labels depend on which input is the query.)
 """
 
 from __future__ import annotations
@@ -117,9 +122,22 @@ class EpisodePlanner:
         aug = Augmentation.random(
             rng, self.n_context, augment.dihedral, augment.colours, augment.context_order
         )
+        return self._episode(task_id, query, context, aug)
+
+    def _episode(self, task_id: str, query: int, context: tuple[int, ...], aug: Augmentation) -> EpisodePlan:
         s = self.shapes[task_id][:, [1, 0, 3, 2]] if aug.transposes else self.shapes[task_id]
         src = sum(_grid_len(*s[i, :2]) + _grid_len(*s[i, 2:]) for i in context) + _grid_len(*s[query, :2])
         return EpisodePlan(task_id, query, context, aug, int(src), int(_grid_len(*s[query, 2:])))
+
+    def rotations(self, plan: EpisodePlan) -> list[EpisodePlan]:
+        """The plan, then each of its context examples in turn as the query, with the others (the original
+        query among them) as its context, under the same augmentation: leave-one-out over the episode's
+        n_context + 1 examples, whose keys are distinct, so every rotation is a valid episode."""
+        members = (plan.query, *plan.context)
+        return [
+            self._episode(plan.task_id, members[k], members[k + 1 :] + members[:k], plan.augmentation)
+            for k in range(len(members))
+        ]
 
     def query_list(self, per_task: int | None = None) -> list[tuple[str, int]]:
         """Every example as a query, or the first `per_task` of each task (fixed validation subsets)."""
@@ -210,12 +228,15 @@ class EpisodeBatchSampler(Sampler):
         rank: int = 0,
         world_size: int = 1,
         curriculum_epochs: int = 0,
+        leave_one_out: bool = False,
     ):
         if curriculum_epochs and (not train or per_task is None):
             raise ValueError("a curriculum (curriculum_epochs > 0) is for training, with per_task set")
+        if leave_one_out and not train:
+            raise ValueError("leave-one-out rotations are for training; validation episodes stay as planned")
         self.planner, self.batch_size, self.seed, self.augment = planner, batch_size, seed, augment
         self.train, self.per_task, self.max_batches = train, per_task, max_batches
-        self.curriculum_epochs = curriculum_epochs
+        self.curriculum_epochs, self.leave_one_out = curriculum_epochs, leave_one_out
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         if not train:
@@ -252,6 +273,8 @@ class EpisodeBatchSampler(Sampler):
             )
             plans = self.planner.plans(rng, self.augment, queries=queries, pools=pools)
             batches = bucket_batches(plans, self.batch_size, rng)
+            if self.leave_one_out:  # after bucketing: an episode's rotations share its batch
+                batches = [[r for plan in batch for r in self.planner.rotations(plan)] for batch in batches]
         if self.max_batches is not None:
             batches = batches[: self.max_batches]
         n = len(batches) // self.world_size * self.world_size if self.world_size > 1 else len(batches)

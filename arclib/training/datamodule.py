@@ -39,6 +39,7 @@ class ArcDataModule(L.LightningDataModule):
         augment_context_order: bool = True,
         train_per_task: int | None = None,
         curriculum_epochs: int = 0,
+        leave_one_out: bool = False,
         val_per_task: int | None = None,
         max_train_batches: int | None = None,
         num_workers: int = 1,
@@ -110,6 +111,7 @@ class ArcDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             curriculum_epochs=hp.curriculum_epochs if train else 0,
+            leave_one_out=hp.leave_one_out and train,
         )
         return (ResumableLoader if train else DataLoader)(
             EpisodeDataset(self.examples[name]),
