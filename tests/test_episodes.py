@@ -270,7 +270,15 @@ def test_curriculum_is_for_training_with_a_number_of_queries(kwargs):
 
 
 def test_leave_one_out_asks_for_every_example_of_each_episode():
-    ex = make_examples(n_tasks=2, n=12)
+    rng = np.random.default_rng(1)
+    # outputs of their own size, so a rotation that took a length from the wrong grid would show
+    ex = {
+        f"task{t}": [
+            tuple(rng.integers(0, 10, rng.integers(1, 7, 2)).astype(np.int8) for _ in range(2))
+            for _ in range(12)
+        ]
+        for t in range(2)
+    }
     planner = EpisodePlanner(ex)
     augment = AugmentConfig(dihedral=True, colours=True, context_order=True)
     loo = EpisodeBatchSampler(planner, 4, seed=3, augment=augment, per_task=5, leave_one_out=True)
@@ -285,6 +293,7 @@ def test_leave_one_out_asks_for_every_example_of_each_episode():
                 assert rotations[0] == plan  # the episode itself first, then its rotations
                 members = {plan.query, *plan.context}
                 assert [r.query for r in rotations] == [plan.query, *plan.context]  # each example a query
+                assert len({r.length for r in rotations}) == 1  # the same grids, split differently
                 for r in rotations:
                     assert {r.query, *r.context} == members and r.query not in r.context
                     assert r.augmentation == plan.augmentation and r.task_id == plan.task_id
