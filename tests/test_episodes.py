@@ -297,15 +297,22 @@ def test_leave_one_out_asks_for_every_example_of_each_episode():
                 for r in rotations:
                     assert {r.query, *r.context} == members and r.query not in r.context
                     assert r.augmentation == plan.augmentation and r.task_id == plan.task_id
-                    b = collate(
-                        [EpisodeDataset(ex)[r]]
-                    )  # the planned lengths, for bucketing, are the built ones
-                    assert r.length == int(b.src_mask.sum()) + int((b.tgt_out != PAD).sum())
                     ep = EpisodeDataset(ex)[r]
-                    qx, qy = ex[r.task_id][r.query]
-                    assert np.array_equal(ep.query_output, r.augmentation.grid(qy))
+                    assert np.array_equal(ep.query_output, r.augmentation.grid(ex[r.task_id][r.query][1]))
+                    b = collate([ep])  # the planned length, which bucketing sorts by, is the built one
+                    assert r.length == int(b.src_mask.sum()) + int((b.tgt_out != PAD).sum())
 
 
 def test_leave_one_out_is_for_training():
     with pytest.raises(ValueError, match="leave-one-out"):
         EpisodeBatchSampler(EpisodePlanner(make_examples()), 2, seed=0, train=False, leave_one_out=True)
+
+
+def test_leave_one_out_reaches_the_training_loader_only():
+    from arclib.training.datamodule import ArcDataModule
+
+    dm = ArcDataModule(batch_size=2, train_per_task=2, val_per_task=1, leave_one_out=True, num_workers=0)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert len(batch) == 3 * 2  # two episodes and their rotations
+    assert all(len(b) == 2 for loader in dm.val_dataloader() for b in loader)  # validation as planned

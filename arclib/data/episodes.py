@@ -17,8 +17,8 @@ offset, as if it had run all along.
 
 Leave-one-out (`leave_one_out`, training only) adds to each training episode its rotations: every context
 example in turn becomes the query, the others its context, so a batch of `batch_size` episodes asks the model for
-the output of each of their n_context + 1 examples. (For the colour-equivariant arms this cannot share one
-encoding: their colour labels depend on which input is the query.)
+the output of each of their n_context + 1 examples. Each rotation is encoded on its own: every arm either attends
+across the whole source or, being colour-equivariant, labels colours by the query input.
 """
 
 from __future__ import annotations
